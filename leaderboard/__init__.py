@@ -1,0 +1,1 @@
+"""Turns lm-eval sycophancy results into a static leaderboard with paired statistics."""

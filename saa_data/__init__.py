@@ -1,0 +1,1 @@
+"""Builds the Sycophancy Answer Assessment (SAA) preference set from BCT training data."""
