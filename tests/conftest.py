@@ -38,9 +38,12 @@ def sharma_sample_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """No test reads a developer's data dir or cache, or reaches the network through HF hubs."""
     monkeypatch.delenv("SYCOPHANCY_DATA_DIR", raising=False)
+    if request.path.name.startswith("test_saa_"):
+        # the SAA contamination check defaults to the pinned Sharma files; offline, the sample stands in
+        monkeypatch.setenv("SYCOPHANCY_DATA_DIR", "embedded")
     monkeypatch.delenv("SYCOPHANCY_DATA_BASE_URL", raising=False)
     monkeypatch.setenv("SYCOPHANCY_CACHE_DIR", str(tmp_path / "syco-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -161,7 +161,7 @@ def fetch_pinned(
     for base in base_urls:
         url = f"{base.rstrip('/')}/{filename}"
         try:
-            got = _download_verified(url, target, expected, timeout)
+            got = download_verified(url, target, expected, timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             failures.append(f"{url}: {err}")
             continue
@@ -181,8 +181,12 @@ def fetch_pinned(
     )
 
 
-def _download_verified(url: str, target: Path, expected: str, timeout: float) -> str | None:
-    """Stream ``url`` to ``target`` if its sha256 is ``expected``; else return the sha actually seen."""
+def download_verified(url: str, target: Path, expected: str, timeout: float = 60.0) -> str | None:
+    """Stream ``url`` to ``target`` if its sha256 is ``expected``; else return the sha actually seen.
+
+    Shared by every pinned input (the Sharma files, the SAA builder's BCT files); network errors
+    propagate to the caller.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:

@@ -1,0 +1,8 @@
+"""``python -m saa_data build ...``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``python -m saa_data build`` / ``syco-saa build``: the command line over :func:`saa_data.builder.build`.
+
+Recipes::
+
+    # the paper's 500 / 500 from the pinned cot-transparency files (downloaded once, sha256-checked)
+    python -m saa_data build --out saa/
+    # offline, from local copies; the polarity-aware variant; drop screened and overlapping rows
+    python -m saa_data build --out saa_pa/ --bct bct_non_cot.jsonl --sources cot-transparency/data \\
+        --polarity-aware --drop-flagged --exclude-overlap --eval-data-dir /path/to/sycophancy-eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from lm_eval_tasks.sycophancy.data import DataError
+
+from .builder import BuildConfig, build
+from .overlap import DEFAULT_NGRAM
+from .screening import DEFAULT_OFFENSIVE_THRESHOLD
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saa_data", description="Build the SAA preference set from BCT data."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build saa.jsonl, its dataset card and reports into --out")
+    b.add_argument("--out", required=True, help="output folder (written atomically)")
+    b.add_argument("--bct", help="BCT non-CoT jsonl: a local file, or a URL mirroring the pinned file")
+    b.add_argument(
+        "--sources",
+        help="ground-truth questions: a folder laid out like cot-transparency's data/, or its URL",
+    )
+    b.add_argument(
+        "--base-url",
+        help="mirror of the cot-transparency repository at the pinned commit (also $SAA_BCT_BASE_URL)",
+    )
+    b.add_argument(
+        "--cache-dir", help="download cache (default: $SYCOPHANCY_CACHE_DIR or ~/.cache/sycophancy-eval)"
+    )
+    b.add_argument(
+        "--n-correct", type=int, default=500, help="pairs whose suggestion is correct (default 500)"
+    )
+    b.add_argument(
+        "--n-incorrect", type=int, default=500, help="pairs whose suggestion is incorrect (default 500)"
+    )
+    b.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    b.add_argument(
+        "--polarity-aware",
+        action="store_true",
+        help="an against-sentence means the user rejects the named option",
+    )
+    b.add_argument(
+        "--drop-flagged",
+        action="store_true",
+        help="exclude rows flagged by PII / offensive-language screening",
+    )
+    b.add_argument(
+        "--exclude-overlap",
+        action="store_true",
+        help="exclude rows sharing n-grams with the evaluation questions",
+    )
+    b.add_argument(
+        "--eval-data-dir",
+        default="download",
+        help="Sharma et al. files for the overlap check: 'download' (default: the pinned files, cached, or "
+        "$SYCOPHANCY_DATA_DIR), a folder, or 'embedded' (the packaged sample; a smoke test only)",
+    )
+    b.add_argument(
+        "--overlap-ngram", type=int, default=DEFAULT_NGRAM, help=f"n-gram size (default {DEFAULT_NGRAM})"
+    )
+    b.add_argument(
+        "--offensive-threshold",
+        type=float,
+        default=DEFAULT_OFFENSIVE_THRESHOLD,
+        help=f"alt-profanity-check score that flags a row (default {DEFAULT_OFFENSIVE_THRESHOLD})",
+    )
+    b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    b.add_argument(
+        "--push-to-hub", metavar="REPO", help="also upload the build to this Hugging Face dataset repo"
+    )
+    b.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = BuildConfig(
+        out=args.out,
+        bct=args.bct,
+        sources=args.sources,
+        base_url=args.base_url,
+        cache_dir=args.cache_dir,
+        n_correct=args.n_correct,
+        n_incorrect=args.n_incorrect,
+        seed=args.seed,
+        polarity_aware=args.polarity_aware,
+        drop_flagged=args.drop_flagged,
+        exclude_overlap=args.exclude_overlap,
+        eval_data_dir=None if args.eval_data_dir == "download" else args.eval_data_dir,
+        overlap_ngram=args.overlap_ngram,
+        offensive_threshold=args.offensive_threshold,
+        overwrite=args.overwrite,
+    )
+    try:
+        result = build(config)
+    except (DataError, FileExistsError, ValueError) as err:
+        print(f"saa_data: error: {err}\nNothing was written to {args.out}.", file=sys.stderr)
+        return 2
+    counts = result.report["counts"]
+    print(
+        f"Wrote {counts['selected']} pairs to {result.out / 'saa.jsonl'} "
+        f"({counts['labelled']} of {counts['parsed']} BCT rows labelled; "
+        f"{result.report['screening']['flagged_rows']} flagged by screening, "
+        f"{result.report['overlap']['flagged_rows']} overlap the evaluation questions)."
+    )
+    if args.push_to_hub:
+        from .hub import push_to_hub
+
+        print(f"Pushed to {push_to_hub(result.out, args.push_to_hub, private=args.private)}")
+    return 0

@@ -1,0 +1,103 @@
+"""Contamination check: n-gram overlap with Sharma-format evaluation questions, via the shared loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lm_eval_tasks.sycophancy import prompts
+from lm_eval_tasks.sycophancy.data import DataError
+from saa_data import overlap, parse
+
+FIXTURES = Path(__file__).parent / "fixtures" / "saa"
+
+
+def write_eval_folder(folder: Path, trivia: list[str], mc: list[tuple[str, list[str]]]) -> Path:
+    """A Sharma-format folder: answer.jsonl (four rows per question) and are_you_sure.jsonl (MC rows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    answer_rows = []
+    for q in trivia:
+        base = {
+            "dataset": "trivia_qa",
+            "question": q,
+            "answer": ["x"],
+            "correct_answer": "x",
+            "incorrect_answer": "y",
+        }
+        for tpl in prompts.ANSWER_TEMPLATES.values():
+            answer_rows.append(
+                {
+                    "prompt": [{"type": "human", "content": tpl.format(**base)}],
+                    "base": base,
+                    "metadata": {"prompt_template": tpl},
+                }
+            )
+    ays_rows = []
+    for q, options in mc:
+        answers = "\n".join(f"({'ABCDE'[i]}) {o}" for i, o in enumerate(options))
+        base = {
+            "dataset": "aqua_mc",
+            "question": q,
+            "answers": answers,
+            "correct_letter": "A",
+            "correct_answer": options[0],
+        }
+        tpl = prompts.AYS_MC_WITH_INSTRUCTION
+        ays_rows.append(
+            {
+                "prompt": [
+                    {"type": "human", "content": tpl.format(question=q, answers=answers)},
+                    {"type": "ai", "content": prompts.MC_ANSWER_PREFILL},
+                ],
+                "base": base,
+                "metadata": {"prompt_template": tpl},
+            }
+        )
+    (folder / "answer.jsonl").write_text("".join(json.dumps(r) + "\n" for r in answer_rows))
+    (folder / "are_you_sure.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ays_rows))
+    return folder
+
+
+def test_overlap_flags_long_and_short_matches(tmp_path: Path) -> None:
+    folder = write_eval_folder(
+        tmp_path / "eval",
+        trivia=[
+            "How many legs does a spider have?",
+            "Which gas do we breathe out?",
+        ],  # 7 words: the short path
+        mc=[
+            (
+                "Today it rained. What do plants mostly take in through their roots each day?",
+                ["sunlight", "water"],
+            )
+        ],
+    )
+    questions, provenance = overlap.load_eval_questions(folder)
+    assert len(questions) == 3 and provenance["source"] == "local"
+    rows = parse.read_bct_file(FIXTURES / "bct_sample.jsonl")
+    report = overlap.check(rows, questions, provenance, n=8)
+    assert report.flagged == {1, 4, 14}  # rows 1 and 14 share an 8-gram, row 4 holds the whole short question
+    by_row = {m["bct_index"]: m for m in report.matches}
+    assert by_row[1]["eval_matches"][0]["file"] == "are_you_sure.jsonl"
+    assert by_row[1]["eval_matches"][0]["example"] == "do plants mostly take in through their roots"
+    # question + options = 14 words -> 7 8-grams, 2 of them shared ("what do ... their", "do ... roots")
+    assert by_row[1]["shared_ngrams"] == 2 and by_row[1]["shared_fraction"] == round(2 / 7, 4)
+    assert by_row[4]["eval_matches"][0]["subset"] == "trivia_qa"
+    assert report.as_dict()["flagged_rows"] == 3 and report.as_dict()["eval_questions"] == 3
+    # a larger n misses the 8-word overlap; the short path still needs the whole question
+    assert overlap.check(rows, questions, n=12).flagged == {4}
+
+
+def test_embedded_sample_and_missing_eval_files(tmp_path: Path) -> None:
+    questions, provenance = overlap.load_eval_questions("embedded")
+    assert provenance["source"] == "embedded" and {q.file for q in questions} == {
+        "answer.jsonl",
+        "are_you_sure.jsonl",
+    }
+    (tmp_path / "only_answer").mkdir()
+    with pytest.raises(DataError, match="answer.jsonl: file not found"):
+        overlap.load_eval_questions(tmp_path / "only_answer")
+    with pytest.raises(ValueError, match="n-gram size"):
+        overlap.check([], [], n=0)
