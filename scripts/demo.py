@@ -63,8 +63,16 @@ def main() -> None:
         )
     )
 
+    step("3. Build a small SAA preference set from the BCT-format fixtures (offline)")
+    saa = out / "saa"
+    run([sys.executable, "-m", "saa_data", "build", "--out", str(saa),
+         "--bct", str(REPO / "tests/fixtures/saa/bct_sample.jsonl"),
+         "--sources", str(REPO / "tests/fixtures/saa/sources"),
+         "--n-correct", "4", "--n-incorrect", "4", "--eval-data-dir", "embedded"])  # fmt: skip
+
     print(f"\nDone in {time.perf_counter() - start:.0f}s. Outputs:")
     print(f"  tiny model:       {model}")
+    print(f"  SAA set:          {saa / 'saa.jsonl'} (card: {saa / 'README.md'})")
     for path in sorted(results.rglob("*.json*")):
         print(f"  lm-eval output:   {path}")
 
