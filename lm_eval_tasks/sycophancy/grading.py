@@ -13,6 +13,7 @@ Multiple choice: the parsed letter equals ``correct_letter``.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import unicodedata
@@ -65,3 +66,22 @@ def short(text: str, limit: int = 80) -> str:
     """A one-line preview of a response for logs and error messages."""
     flat = _WS.sub(" ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def grader_agreement(pairs: Iterable[tuple[int, int]]) -> tuple[float, float]:
+    """Raw agreement and Cohen's kappa of two graders over the same responses.
+
+    ``pairs`` are ``(grade_a, grade_b)`` in {0, 1}, one per response both graders scored (the
+    denominator). Kappa corrects agreement for chance; it is NaN when undefined (no pairs, or both
+    graders give one constant grade), as is raw agreement for no pairs.
+    """
+    from sklearn.metrics import cohen_kappa_score  # imported here: only judged runs need sklearn
+
+    items = [(int(a), int(b)) for a, b in pairs]
+    if not items:
+        return math.nan, math.nan
+    raw = sum(a == b for a, b in items) / len(items)
+    a_grades, b_grades = zip(*items, strict=True)
+    if len(set(a_grades) | set(b_grades)) < 2:  # chance agreement is 1: kappa is 0/0
+        return raw, math.nan
+    return raw, float(cohen_kappa_score(a_grades, b_grades))

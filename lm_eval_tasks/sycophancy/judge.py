@@ -1,0 +1,472 @@
+"""Optional LLM judge on the ``openai`` client: correctness and "admits a mistake", batched and cached.
+
+The deterministic grader in ``grading.py`` stays the default; this module is for the judged task
+variants (see ``judged_task.py``) and for any caller with a list of judgments to make. It speaks to
+OpenAI or to any OpenAI-compatible server (vLLM, a local proxy) through the standard
+``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``.
+
+What it adds on top of the client, and why:
+
+* one batch per call with bounded concurrency (an ``asyncio`` semaphore over ``AsyncOpenAI``), because
+  a task's responses are judged all at once after generation;
+* a persistent SQLite cache keyed by judge model, prompt version, prompt text and inputs, written as
+  each judgment arrives, so a rerun or a resumed interrupted run makes no repeated request;
+* strict verdict parsing: the whole reply must be one verdict word, or a JSON object whose
+  ``verdict`` field is one; anything else is malformed (asked again, then left unjudged);
+* a judgment that still fails is *unjudged* (``verdict is None``) with its error, never a 0.
+
+Retries with exponential backoff and ``Retry-After`` on 408/409/429/5xx, connection errors and
+timeouts are the client's own (``max_retries``); they are not re-implemented here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from . import prompts
+
+logger = logging.getLogger(__name__)
+
+#: the judge the paper used.
+DEFAULT_JUDGE_MODEL = "gpt-3.5-turbo-0125"
+ENV_JUDGE_MODEL = "SYCOPHANCY_JUDGE_MODEL"
+ENV_JUDGE_CACHE = "SYCOPHANCY_JUDGE_CACHE"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+CACHE_FILENAME = "judgments.sqlite3"
+
+CORRECTNESS = "correctness"
+ADMITS_MISTAKE = "admits_mistake"
+
+
+class JudgeConfigError(RuntimeError):
+    """The judge cannot run as configured (no credentials, a bad setting); says what to set."""
+
+
+# -------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How to call the judge. Runtime ``--metadata`` keys are ``judge_<field>`` (``judge_model=...``).
+
+    Parameters:
+        model: judge model name; ``--metadata judge_model``, else env ``SYCOPHANCY_JUDGE_MODEL``,
+            else the paper's ``gpt-3.5-turbo-0125``.
+        concurrency: requests in flight at once.
+        max_retries: the openai client's retries per request (exponential backoff, ``Retry-After``).
+        timeout: seconds per request attempt before it counts as a timeout (and is retried).
+        malformed_retries: extra requests when a reply is not a valid verdict.
+        max_tokens: reply budget; a verdict is one word, or a short JSON object.
+    """
+
+    model: str = DEFAULT_JUDGE_MODEL
+    concurrency: int = 32
+    max_retries: int = 6
+    timeout: float = 60.0
+    malformed_retries: int = 1
+    max_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise JudgeConfigError("judge_model is empty; expected a model name such as gpt-3.5-turbo-0125")
+        for name in ("concurrency", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise JudgeConfigError(f"judge_{name}={getattr(self, name)}: expected an integer >= 1")
+        for name in ("max_retries", "malformed_retries"):
+            if getattr(self, name) < 0:
+                raise JudgeConfigError(f"judge_{name}={getattr(self, name)}: expected an integer >= 0")
+        if not self.timeout > 0:
+            raise JudgeConfigError(f"judge_timeout={self.timeout}: expected seconds > 0")
+
+    @classmethod
+    def from_metadata(
+        cls, metadata: Mapping[str, Any] | None, env: Mapping[str, str] | None = None
+    ) -> JudgeSettings:
+        """Settings from a task's runtime metadata (``judge_*`` keys) and the environment."""
+        meta = dict(metadata or {})
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {"model": meta.get("judge_model") or env.get(ENV_JUDGE_MODEL) or None}
+        types = {f: type(getattr(cls(), f)) for f in cls.__dataclass_fields__ if f != "model"}
+        for name, kind in types.items():
+            raw = meta.get(f"judge_{name}")
+            if raw is None:
+                continue
+            try:
+                values[name] = kind(raw)
+            except (TypeError, ValueError) as err:
+                raise JudgeConfigError(f"judge_{name}={raw!r}: expected {kind.__name__}") from err
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The settings as ``judge_*`` keys (recorded in results, passed to filters)."""
+        return {f"judge_{k}": v for k, v in asdict(self).items()}
+
+
+def require_credentials(task: str, env: Mapping[str, str] | None = None) -> None:
+    """Fail early, naming what to set, when neither an API key nor a base URL is configured."""
+    env = os.environ if env is None else env
+    if env.get(ENV_API_KEY) or env.get(ENV_BASE_URL):
+        return
+    raise JudgeConfigError(
+        f"{task} grades responses with an LLM judge, but no judge is configured. Set {ENV_API_KEY} "
+        f"(OpenAI), or {ENV_BASE_URL} for an OpenAI-compatible server such as vLLM (its key, if any, "
+        f"in {ENV_API_KEY}). Choose the judge with --metadata judge_model=NAME or ${ENV_JUDGE_MODEL} "
+        f"(default {DEFAULT_JUDGE_MODEL}). Without a judge, run the rule-graded variant instead "
+        f"(for the lm-eval tasks: the same names without '_judged')."
+    )
+
+
+def prepare(task: str, metadata: Mapping[str, Any] | None = None) -> JudgeSettings:
+    """Everything a judged run checks before generating: settings, credentials, a writable cache."""
+    settings = JudgeSettings.from_metadata(metadata)
+    require_credentials(task)
+    JudgeCache().close()
+    return settings
+
+
+def make_client(settings: JudgeSettings, env: Mapping[str, str] | None = None) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` for the configured server; a keyless local server gets a placeholder key."""
+    env = os.environ if env is None else env
+    api_key = env.get(ENV_API_KEY) or ("EMPTY" if env.get(ENV_BASE_URL) else None)
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=env.get(ENV_BASE_URL) or None,
+        max_retries=settings.max_retries,
+        timeout=settings.timeout,
+    )
+
+
+# -------------------------------------------------------------------------------------- requests
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One question to the judge: which prompt, its version, its inputs and the accepted verdicts."""
+
+    kind: str
+    version: str
+    messages: tuple[tuple[str, str], ...]  # (role, content)
+    inputs: str  # canonical JSON of what was judged: part of the cache key
+    verdicts: tuple[tuple[str, int], ...]
+
+    def cache_key(self, model: str) -> str:
+        """Judge model + prompt version + prompt text + inputs, hashed."""
+        material = json.dumps([model, self.kind, self.version, self.messages, self.inputs])
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+def correctness_request(question: str, answer: str, accepted: Sequence[str]) -> JudgeRequest:
+    """Is ``answer`` a correct answer to ``question``, given the accepted answers?"""
+    user = prompts.JUDGE_CORRECTNESS_USER.format(
+        question=question.strip(),
+        accepted_answers=prompts.render_accepted_answers(list(accepted)),
+        answer=answer.strip(),
+    )
+    return JudgeRequest(
+        kind=CORRECTNESS,
+        version=prompts.JUDGE_CORRECTNESS_VERSION,
+        messages=(("system", prompts.JUDGE_CORRECTNESS_SYSTEM), ("user", user)),
+        inputs=json.dumps({"question": question, "answer": answer, "accepted": list(accepted)}),
+        verdicts=tuple(prompts.JUDGE_CORRECTNESS_VERDICTS.items()),
+    )
+
+
+def admits_mistake_request(transcript: Sequence[Mapping[str, str]]) -> JudgeRequest:
+    """Does the assistant's last message in ``transcript`` admit that an earlier answer was wrong?"""
+    conversation = [{"role": m["role"], "content": m["content"]} for m in transcript]
+    if not conversation or conversation[-1]["role"] != "assistant":
+        raise ValueError("an admits-mistake transcript must end with the assistant's message")
+    user = prompts.JUDGE_ADMITS_MISTAKE_USER.format(transcript=prompts.render_transcript(conversation))
+    return JudgeRequest(
+        kind=ADMITS_MISTAKE,
+        version=prompts.JUDGE_ADMITS_MISTAKE_VERSION,
+        messages=(("system", prompts.JUDGE_ADMITS_MISTAKE_SYSTEM), ("user", user)),
+        inputs=json.dumps({"transcript": conversation}),
+        verdicts=tuple(prompts.JUDGE_ADMITS_MISTAKE_VERDICTS.items()),
+    )
+
+
+# A reply that is one word, optionally quoted or bolded and ending in a full stop: "CORRECT", "**yes**."
+_ONE_WORD = re.compile(r"""^[\s"'`*]*([A-Za-z]+)[\s"'`*]*\.?[\s"'`*]*$""")
+
+
+def parse_verdict(reply: str | None, verdicts: Mapping[str, int] | Sequence[tuple[str, int]]) -> int | None:
+    """The verdict of a reply, or ``None`` when it is not exactly one allowed word.
+
+    Accepted: the whole reply is one allowed word (any case; quotes, ``**`` and a final full stop
+    tolerated), or the whole reply is a JSON object whose ``verdict`` field is one. Never a search
+    for a word inside a longer reply: "INCORRECT" contains "CORRECT", "not sure, yes" is no verdict.
+    """
+    table = {word.lower(): value for word, value in dict(verdicts).items()}
+    text = (reply or "").strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        word = obj.get("verdict") if isinstance(obj, dict) else None
+        return table.get(word.strip().lower()) if isinstance(word, str) else None
+    match = _ONE_WORD.match(text)
+    return table.get(match.group(1).lower()) if match else None
+
+
+@dataclass
+class Judgment:
+    """The outcome of one request: a verdict (1/0), or ``None`` (unjudged) with the error."""
+
+    verdict: int | None
+    raw: str | None = None
+    error: str | None = None
+    cached: bool = False
+    requests: int = 0  # API calls made for it in this run (malformed replies are asked again)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JudgeUsage:
+    """What a batch cost and how it went; ``summary()`` is the line the filters log."""
+
+    judgments: int = 0
+    unique: int = 0
+    cached: int = 0
+    requests: int = 0
+    unjudged: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def summary(self, model: str) -> str:
+        errors = "; ".join(f"{n} x {e}" for e, n in self.errors.most_common(3))
+        return (
+            f"judge {model}: {self.judgments} judgments ({self.unique} distinct, {self.cached} from "
+            f"cache), {self.requests} requests in {self.seconds:.1f}s, tokens {self.prompt_tokens} "
+            f"prompt + {self.completion_tokens} completion, {self.unjudged} unjudged"
+            + (f" ({errors})" if errors else "")
+        )
+
+
+# ----------------------------------------------------------------------------------------- cache
+def default_cache_dir() -> Path:
+    """Where verdicts are kept: ``$SYCOPHANCY_JUDGE_CACHE``, else ``$SYCOPHANCY_CACHE_DIR/judge``,
+    else ``$XDG_CACHE_HOME/sycophancy-eval/judge`` (``~/.cache/sycophancy-eval/judge``)."""
+    if env := os.environ.get(ENV_JUDGE_CACHE):
+        return Path(env).expanduser()
+    if env := os.environ.get("SYCOPHANCY_CACHE_DIR"):
+        return Path(env).expanduser() / "judge"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "sycophancy-eval" / "judge"
+
+
+class JudgeCache:
+    """Verdicts on disk (SQLite, one row per judgment), safe for several processes at once.
+
+    Only valid verdicts are stored: a failed or malformed judgment is asked again by the next run.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+        self.path = self.folder / CACHE_FILENAME
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, model TEXT, kind TEXT, "
+                "version TEXT, verdict INTEGER, raw TEXT, prompt_tokens INTEGER, "
+                "completion_tokens INTEGER, created REAL)"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as err:
+            raise JudgeConfigError(
+                f"judge cache {self.path}: cannot open it ({err}); "
+                f"set ${ENV_JUDGE_CACHE} to a writable folder"
+            ) from err
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Stored ``(verdict, raw reply)`` by key, for the keys that have one."""
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, verdict, raw in self._db.execute(
+                f"SELECT key, verdict, raw FROM judgments WHERE key IN ({marks})", chunk
+            ):
+                found[key] = (int(verdict), raw)
+        return found
+
+    def put(self, key: str, model: str, request: JudgeRequest, judgment: Judgment) -> None:
+        """Store one verdict now (committed), so an interrupted run keeps what it has paid for."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                model,
+                request.kind,
+                request.version,
+                judgment.verdict,
+                judgment.raw,
+                judgment.prompt_tokens,
+                judgment.completion_tokens,
+                time.time(),
+            ),
+        )
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# ----------------------------------------------------------------------------------------- judge
+# Errors that every other request would hit too (bad key, no such model): stop asking.
+_FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+
+class Judge:
+    """Judges a batch of requests: cache first, then the server, ``concurrency`` requests at a time.
+
+    ``cache_dir=None`` uses ``default_cache_dir()``; ``use_cache=False`` neither reads nor writes it.
+    """
+
+    def __init__(
+        self,
+        settings: JudgeSettings | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        self.settings = settings or JudgeSettings()
+        self.cache_dir = cache_dir
+        self.use_cache = use_cache
+        self.last_usage = JudgeUsage()
+
+    def run(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
+        """Judge every request (identical requests once); results are in input order."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._run(requests))
+        # Called from inside an event loop (a notebook): run the batch on a loop of its own.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._run(requests)).result()
+
+    async def _run(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
+        started = time.perf_counter()
+        model = self.settings.model
+        keys = [r.cache_key(model) for r in requests]
+        distinct = dict(zip(keys, requests, strict=True))
+        usage = JudgeUsage(judgments=len(requests), unique=len(distinct))
+        # The cache is opened here, in the thread that runs the loop: SQLite connections stay put.
+        cache = JudgeCache(self.cache_dir) if self.use_cache else None
+        try:
+            done: dict[str, Judgment] = {}
+            if cache is not None:
+                for key, (verdict, raw) in cache.get_many(list(distinct)).items():
+                    done[key] = Judgment(verdict, raw=raw, cached=True)
+            usage.cached = len(done)
+            todo = [k for k in distinct if k not in done]
+            if todo:
+                semaphore = asyncio.Semaphore(self.settings.concurrency)
+                fatal: list[str] = []
+                async with make_client(self.settings) as client:
+                    results = await asyncio.gather(
+                        *(self._judge_one(client, semaphore, k, distinct[k], fatal, cache) for k in todo)
+                    )
+                done.update(zip(todo, results, strict=True))
+        finally:
+            if cache is not None:
+                cache.close()
+        out: list[Judgment] = []
+        seen: set[str] = set()
+        for key in keys:
+            judgment = done[key]
+            if key in seen:  # a repeat shares the verdict; its cost was counted once
+                judgment = Judgment(judgment.verdict, judgment.raw, judgment.error, judgment.cached)
+            seen.add(key)
+            out.append(judgment)
+        for judgment in done.values():
+            usage.requests += judgment.requests
+            usage.prompt_tokens += judgment.prompt_tokens
+            usage.completion_tokens += judgment.completion_tokens
+            if judgment.verdict is None:
+                usage.errors[judgment.error or "unknown"] += 1
+        usage.unjudged = sum(j.verdict is None for j in out)
+        usage.seconds = time.perf_counter() - started
+        self.last_usage = usage
+        return out
+
+    async def _judge_one(
+        self,
+        client: openai.AsyncOpenAI,
+        semaphore: asyncio.Semaphore,
+        key: str,
+        request: JudgeRequest,
+        fatal: list[str],
+        cache: JudgeCache | None,
+    ) -> Judgment:
+        judgment = Judgment(None)
+        async with semaphore:
+            for _ in range(1 + self.settings.malformed_retries):
+                if fatal:
+                    judgment.error = f"not sent: {fatal[0]}"
+                    return judgment
+                try:
+                    judgment.requests += 1
+                    completion = await client.chat.completions.create(
+                        model=self.settings.model,
+                        messages=[{"role": role, "content": content} for role, content in request.messages],
+                        temperature=0.0,
+                        max_tokens=self.settings.max_tokens,
+                    )
+                except _FATAL_ERRORS as err:
+                    fatal.append(_describe(err))
+                    logger.error("Judge request failed, not sending the rest: %s", _describe(err))
+                    judgment.error = _describe(err)
+                    return judgment
+                except openai.OpenAIError as err:  # retries exhausted, or a non-retryable status
+                    judgment.error = _describe(err)
+                    return judgment
+                if completion.usage is not None:
+                    judgment.prompt_tokens += completion.usage.prompt_tokens or 0
+                    judgment.completion_tokens += completion.usage.completion_tokens or 0
+                reply = completion.choices[0].message.content if completion.choices else None
+                judgment.raw = reply
+                judgment.verdict = parse_verdict(reply, request.verdicts)
+                if judgment.verdict is not None:
+                    judgment.error = None
+                    if cache is not None:  # committed now: an interrupted run keeps it
+                        cache.put(key, self.settings.model, request, judgment)
+                    return judgment
+                allowed = " / ".join(word for word, _ in request.verdicts)
+                judgment.error = f"malformed verdict (expected {allowed})"
+        return judgment
+
+
+def _describe(err: openai.OpenAIError) -> str:
+    """A short, stable description of a failed request (used to count errors by kind)."""
+    if isinstance(err, openai.APIStatusError):
+        return f"HTTP {err.status_code} ({type(err).__name__})"
+    if isinstance(err, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(err, openai.APIConnectionError):
+        return f"connection error ({err.__cause__ or err})"
+    return f"{type(err).__name__}: {err}"
