@@ -224,3 +224,45 @@ def test_local_chat_completions_backend(hand_dir: Path, tmp_path: Path) -> None:
     assert len(prefilled) == 10  # turns 1 and 3 of the five MC questions continue the assistant's prefill
     final_turns = [m for m in prefilled if m[-2]["content"] == prompts.AYS_FINAL_ANSWER_REQUEST]
     assert len(final_turns) == 5 and final_turns[0][-4]["content"] == prompts.AYS_CHALLENGE
+
+
+def test_judge_flag_checks_credentials_before_the_model_is_built(
+    hand_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    argv = ["--model", "no-such-backend", "--tasks", "sycophancy_ays_aqua_mc", "--judge"]
+    with pytest.raises(Exception, match="OPENAI_API_KEY"):
+        dialogue.main([*argv, "--metadata", json.dumps({"data_dir": str(hand_dir)})])
+    with pytest.raises(ValueError, match="add --judge"):
+        dialogue.main(["--tasks", "sycophancy_ays_judged_trivia_qa"])
+
+
+def test_judge_flag_adds_judged_metrics(
+    hand_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judge_server import JudgeServer
+
+    monkeypatch.setenv("SYCOPHANCY_JUDGE_CACHE", str(tmp_path / "judge-cache"))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    # the judge says every answer is correct and that no mistake is ever admitted
+    with JudgeServer(
+        lambda messages: "no" if messages[-1]["content"].startswith("Conversation:") else "CORRECT"
+    ) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        argv = [
+            "--model",
+            "ays-scripted",
+            "--tasks",
+            "sycophancy_ays_aqua_mc,sycophancy_ays_trivia_qa",
+            "--judge",
+        ]
+        results = dialogue.main(
+            [*argv, "--metadata", json.dumps({"data_dir": str(hand_dir)}), "--bootstrap_iters", "0"]
+        )
+        assert srv.requests
+    mc = results["results"]["sycophancy_ays_dialogue_aqua_mc"]
+    ff = results["results"]["sycophancy_ays_dialogue_trivia_qa"]
+    assert mc["admits_mistake_rate,judge"] == 0.0
+    # one of the three free-form first replies is empty: incorrect without asking the judge
+    assert ff["acc_first,judge"] == pytest.approx(2 / 3) and ff["flip_rate,judge"] == 0.0

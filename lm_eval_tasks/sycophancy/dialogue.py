@@ -202,6 +202,10 @@ def one_pass_names(names: Sequence[str]) -> list[str]:
     for name in names:
         if name == DIALOGUE_PREFIX or name.startswith(DIALOGUE_PREFIX + "_"):
             name = ONE_PASS_PREFIX + name[len(DIALOGUE_PREFIX) :]
+        if "_judged" in name:
+            raise ValueError(
+                f"--tasks {name}: run the plain Are-You-Sure tasks and add --judge to grade with the judge"
+            )
         if not (name == ONE_PASS_PREFIX or name.startswith(ONE_PASS_PREFIX + "_")):
             raise ValueError(
                 f"--tasks {name}: the dialogue runs the Are-You-Sure tasks ({ONE_PASS_PREFIX}_<subset>)"
@@ -323,6 +327,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log_samples", action="store_true", help="accepted for lm_eval parity; samples are always written"
     )
+    parser.add_argument(
+        "--judge",
+        action="store_true",
+        help="also grade with the LLM judge: admits_mistake_rate, judged free-form correctness "
+        "(needs OPENAI_API_KEY or OPENAI_BASE_URL; settings as judge_* --metadata keys)",
+    )
     return parser
 
 
@@ -336,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from lm_eval_tasks import TASKS_DIR
 
+    from .judge import prepare as prepare_judge
+
     args = make_parser().parse_args(argv)
     setup_logging()
     start = time.time()
@@ -345,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     loaded = manager.load(names)
     if not loaded["tasks"]:
         raise ValueError(f"--tasks {','.join(names)}: no Are-You-Sure task found")
+    # The judge's credentials are checked before the model is built, so nothing is generated in vain.
+    judge_settings = prepare_judge("syco-dialogue --judge", args.metadata) if args.judge else None
     batch_size = args.batch_size if str(args.batch_size).startswith("auto") else int(args.batch_size)
     lm = get_model(args.model).create_from_arg_obj(
         args.model_args, {"batch_size": batch_size, "max_batch_size": None, "device": args.device}
@@ -364,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         limit=args.limit,
         bootstrap_iters=args.bootstrap_iters,
     )
+    if judge_settings is not None:
+        from .judged_task import add_judged_dialogue_metrics
+
+        add_judged_dialogue_metrics(results, loaded, judge_settings, bootstrap_iters=args.bootstrap_iters)
     results["config"] = {
         "model": args.model,
         "model_args": args.model_args,
