@@ -1,0 +1,212 @@
+"""SycophancyORPOTrainer in-process on the tiny model: the NLL term, per-source metrics, NaN stop, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from training.chat_templates import apply_policy
+from training.config import DataArguments, SycophancyORPOConfig
+from training.data import prepare_preference_data
+from training.trainer import NonFiniteLossError, SycophancyORPOTrainer, metrics_from_sums, per_source_sums
+
+FIXTURES = REPO / "training" / "fixtures"
+SMOKE = REPO / "training" / "configs" / "smoke.yaml"
+
+
+def _dataset(model_dir: Path):
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    choice = apply_policy(tok)
+    args = DataArguments(
+        datasets=["dpo_mix_en", "saa"],
+        dpo_mix_en_path=str(FIXTURES / "dpo_mix_en_smoke.json"),
+        saa_path=str(FIXTURES / "saa"),
+    )
+    return tok, prepare_preference_data(args, tok, max_length=384, template=choice).to_dataset()
+
+
+def _trainer(model_dir: Path, out: Path, cls=SycophancyORPOTrainer, model=None, **overrides):
+    tok, dataset = _dataset(model_dir)
+    config = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        learning_rate=1e-3,
+        bf16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+    )
+    args = SycophancyORPOConfig(**(config | overrides))
+    model = model if model is not None else AutoModelForCausalLM.from_pretrained(model_dir)
+    return cls(model=model, args=args, train_dataset=dataset, processing_class=tok)
+
+
+def _batch(trainer, indices):
+    features = [trainer.train_dataset[i] for i in indices]
+    return trainer._prepare_inputs(trainer.data_collator(features))
+
+
+def _response_mean_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example mean log-probability of the labelled (response) tokens, computed from scratch."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    token = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token * mask).sum(-1) / mask.sum(-1)
+
+
+def test_nll_uses_response_tokens_only(tiny_model: Path, tmp_path: Path) -> None:
+    trainer = _trainer(tiny_model, tmp_path / "a")
+    stock_style = _trainer(tiny_model, tmp_path / "b", model=trainer.model, response_only_nll=False)
+    model = trainer.model.eval()
+    batch = _batch(trainer, [0, 3, 13, 20])  # dpo_mix_en rows (one with a system turn) and SAA rows
+    concat = trainer.concatenated_inputs(batch, padding_value=trainer.padding_value)
+    n = batch["chosen_labels"].shape[0]
+    labels, attention = concat["concatenated_labels"], concat["concatenated_attention_mask"]
+    assert (labels[:n] == -100).sum() > (attention[:n] == 0).sum()  # prompts are masked in the labels
+
+    with torch.no_grad():
+        logits = model(concat["concatenated_input_ids"], attention_mask=attention).logits
+        expected_chosen = _response_mean_logps(logits[:n], labels[:n])
+        ours = trainer.concatenated_forward(model, batch)
+        trl_nll = stock_style.concatenated_forward(model, batch)[4]
+    # LLaMA-Factory's term: the mean over examples of each response's mean token NLL
+    torch.testing.assert_close(ours[4], -expected_chosen.mean())
+    assert not torch.allclose(trl_nll, ours[4])
+
+    # Perturb the logits that predict prompt tokens: our NLL is unchanged, TRL's (prompt included) moves.
+    predicts_prompt = torch.zeros_like(labels, dtype=torch.bool)
+    predicts_prompt[:, :-1] = (labels[:, 1:] == -100) & (attention[:, 1:] == 1)
+    noise = torch.randn(logits.shape, generator=torch.Generator().manual_seed(0)) * 5
+
+    def perturb(_module, _args, output):
+        output.logits = output.logits + noise * predicts_prompt.unsqueeze(-1)
+        return output
+
+    handle = model.register_forward_hook(perturb)
+    try:
+        with torch.no_grad():
+            ours_perturbed = trainer.concatenated_forward(model, batch)
+            trl_perturbed = stock_style.concatenated_forward(model, batch)[4]
+    finally:
+        handle.remove()
+    torch.testing.assert_close(ours_perturbed[4], ours[4])
+    torch.testing.assert_close(ours_perturbed[0], ours[0])  # chosen log-probs: response only as well
+    assert abs(float(trl_perturbed - trl_nll)) > 1e-3
+
+
+def test_switched_off_it_is_stock_trl_and_loss_matches_llamafactory(tiny_model: Path, tmp_path: Path) -> None:
+    from trl.experimental.orpo import ORPOTrainer
+
+    trainer = _trainer(tiny_model, tmp_path / "a")
+    model = trainer.model.eval()
+    off = _trainer(tiny_model, tmp_path / "b", model=model, response_only_nll=False)
+    stock = _trainer(tiny_model, tmp_path / "c", cls=ORPOTrainer, model=model)
+    batch = _batch(trainer, [1, 2, 14, 15])
+    with torch.no_grad():
+        loss_off, metrics_off = off.get_batch_loss_metrics(model, batch)
+        loss_stock, metrics_stock = stock.get_batch_loss_metrics(model, batch)
+        loss_ours, metrics = trainer.get_batch_loss_metrics(model, batch)
+    torch.testing.assert_close(loss_off, loss_stock)
+    assert metrics_off["nll_loss"] == pytest.approx(metrics_stock["nll_loss"])
+    # LLaMA-Factory: mean over examples of  -logp(chosen) + beta * -logsigmoid(log odds ratio)
+    with torch.no_grad():
+        out = trainer.concatenated_forward(model, batch)
+    c, r = out[0].float(), out[1].float()
+    log_odds = (c - r) - (torch.log1p(-torch.exp(c)) - torch.log1p(-torch.exp(r)))
+    expected = (-c + trainer.beta * -F.logsigmoid(log_odds)).mean()
+    torch.testing.assert_close(loss_ours, expected, rtol=1e-5, atol=1e-5)
+    assert metrics["nll_loss"] == pytest.approx(-metrics["logps/chosen"], rel=1e-5)
+    assert metrics_off["nll_loss"] != pytest.approx(metrics["nll_loss"], rel=1e-3)
+
+
+def test_per_source_sums_hand_computed() -> None:
+    chosen = torch.tensor([-1.0, -2.0, -0.5])
+    rejected = torch.tensor([-2.0, -1.0, -1.0])
+    sums = per_source_sums(chosen, rejected, torch.tensor([0, 1, 0]), 2, beta=0.1)
+
+    def log_odds(c: float, r: float) -> float:
+        return (c - r) - (math.log(1 - math.exp(c)) - math.log(1 - math.exp(r)))
+
+    def logsigmoid(x: float) -> float:
+        return -math.log1p(math.exp(-x))
+
+    metrics = metrics_from_sums(sums, ["general", "saa"], prefix="eval_")
+    # source "general": examples 0 and 2 (denominator 2); "saa": example 1 (denominator 1)
+    assert metrics["eval_general/rewards/chosen"] == pytest.approx(0.1 * (-1.0 - 0.5) / 2)
+    assert metrics["eval_general/rewards/rejected"] == pytest.approx(0.1 * (-2.0 - 1.0) / 2)
+    assert metrics["eval_general/rewards/margins"] == pytest.approx(0.1 * (1.0 + 0.5) / 2)
+    assert metrics["eval_general/rewards/accuracies"] == 1.0
+    assert metrics["eval_saa/rewards/accuracies"] == 0.0
+    assert metrics["eval_general/log_odds_chosen"] == pytest.approx(
+        (log_odds(-1, -2) + log_odds(-0.5, -1)) / 2
+    )
+    assert metrics["eval_saa/log_odds_ratio"] == pytest.approx(logsigmoid(log_odds(-2, -1)), rel=1e-5)
+    assert sums[:, -1].tolist() == [2.0, 1.0]
+    none = metrics_from_sums(per_source_sums(chosen, rejected, torch.tensor([0, 0, 0]), 2, 0.1), ["a", "b"])
+    assert not any(k.startswith("b/") for k in none)  # a source absent from the batch logs nothing
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tiny_model: Path, tmp_path: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    trainer = _trainer(tiny_model, tmp_path / "nan", model=model)
+    with pytest.raises(NonFiniteLossError, match=r"Non-finite ORPO loss \(nan\) at optimizer step 1") as err:
+        trainer.train()
+    assert "dpo_mix_en_smoke.json[" in str(err.value) or "saa.jsonl:" in str(err.value)
+    assert trainer.state.global_step == 0
+
+
+class _Interrupt(TrainerCallback):
+    """Simulates a crash right after the first checkpoint is written."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt(f"simulated interruption after step {state.global_step}")
+
+
+def _run_script(argv: list[str], callbacks=None):
+    from training.orpo import main, make_parser
+
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    return main(script_args, training_args, model_args, callbacks=callbacks)
+
+
+def test_resume_gives_the_same_steps_and_weights(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(REPO)  # smoke.yaml names its fixtures relative to the repository root
+    common = ["--config", str(SMOKE), "--model_name_or_path", str(tiny_model), "--use_cpu", "true"]
+    common += ["--max_steps", "3", "--save_strategy", "steps", "--save_steps", "2"]
+    whole = _run_script([*common, "--output_dir", str(tmp_path / "whole")])
+    assert whole.state.global_step == 3
+
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        _run_script([*common, "--output_dir", str(broken)], callbacks=[_Interrupt()])
+    assert (broken / "checkpoint-2").is_dir() and not (broken / "adapter_model.safetensors").exists()
+
+    resumed = _run_script([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "true"])
+    assert resumed.state.global_step == whole.state.global_step == 3
+    steps = [e["step"] for e in resumed.state.log_history if "loss" in e]
+    assert steps == [1, 2, 3]  # history restored from checkpoint-2, then step 3 runs
+    summary = json.loads((broken / "train_summary.json").read_text())
+    assert summary["global_step"] == 3
+    a = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    b = load_file(broken / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,163 @@
+"""
+ORPO + LoRA alignment on dpo_mix_en, optionally mixed with SAA (the paper's "aligned" / "aligned-SAA").
+
+# The paper's setup, one GPU ("aligned-SAA"; drop `--datasets ... --saa_path ...` for "aligned")
+```bash
+accelerate launch --config_file training/accelerate/single_gpu.yaml training/orpo.py \
+    --config training/configs/paper.yaml \
+    --model_name_or_path mistralai/Mistral-7B-Instruct-v0.2 \
+    --datasets dpo_mix_en saa --saa_path saa_out \
+    --output_dir outputs/mistral-v0.2-aligned-saa
+```
+
+# Eight GPUs (DDP): the effective batch stays 16, gradient accumulation is derived
+```bash
+accelerate launch --config_file training/accelerate/multi_gpu.yaml --num_processes 8 training/orpo.py \
+    --config training/configs/paper.yaml --model_name_or_path google/gemma-7b-it \
+    --output_dir outputs/gemma-aligned
+```
+
+# Offline smoke run on CPU (seconds, shipped fixtures; any small causal LM)
+```bash
+python tests/tiny_models.py /tmp/tiny
+accelerate launch --cpu training/orpo.py --config training/configs/smoke.yaml \
+    --model_name_or_path /tmp/tiny --output_dir /tmp/smoke
+```
+
+Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the latest
+checkpoint in `--output_dir`) or a checkpoint folder. The output folder gets the LoRA adapter, the
+tokenizer (with the chat template used), `resolved_config.yaml` and `data_manifest.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+
+def main(script_args, training_args, model_args, callbacks: list[Any] | None = None):
+    """Wire the pieces: tokenizer + chat-template policy, data, model, PEFT, the trainer."""
+    import torch
+    import yaml
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import get_peft_config
+
+    from training.chat_templates import apply_policy
+    from training.data import prepare_preference_data, write_manifest
+    from training.trainer import SycophancyORPOTrainer
+
+    if not model_args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required (a hub id or a local model folder)")
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if tokenizer.pad_token is None:  # Mistral and Falcon ship without one; TRL's collator pads
+        tokenizer.pad_token = tokenizer.eos_token
+    template = apply_policy(tokenizer, script_args.chat_template_policy, script_args.chat_template_file)
+
+    with training_args.main_process_first(desc="preparing preference data"):
+        data = prepare_preference_data(script_args, tokenizer, training_args.max_length, template)
+    train_dataset = data.to_dataset()
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=getattr(torch, model_args.dtype)
+        if model_args.dtype not in (None, "auto")
+        else model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+
+    trainer = SycophancyORPOTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+    )
+    processes = trainer.accelerator.num_processes
+    effective = training_args.train_batch_size * training_args.gradient_accumulation_steps * processes
+    resolved = {
+        "model": dataclasses.asdict(model_args),
+        "data": dataclasses.asdict(script_args),
+        "training": training_args.to_dict(),
+        "derived": {
+            "world_size": processes,
+            "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+            "effective_batch_size": effective,
+            "chat_template": template.as_dict(),
+        },
+    }
+    output_dir = Path(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "resolved_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_manifest(data.manifest, output_dir)
+    rows = ", ".join(f"{n}={c}" for n, c in data.manifest["rows_per_source"].items())
+    trainer.accelerator.print(
+        f"Training on {data.manifest['rows_total']} pairs ({rows}); {processes} process(es), "
+        f"gradient accumulation {training_args.gradient_accumulation_steps}, effective batch {effective}; "
+        f"chat template policy {template.policy}."
+    )
+
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = get_last_checkpoint(training_args.output_dir)
+        if resume is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {output_dir}")
+    trainer.train(resume_from_checkpoint=resume)
+
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        (output_dir / "train_summary.json").write_text(
+            json.dumps(
+                {
+                    "global_step": trainer.state.global_step,
+                    "world_size": processes,
+                    "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+                    "effective_batch_size": effective,
+                    "log_history": trainer.state.log_history,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    trainer.accelerator.print(f"Adapter, tokenizer and manifests saved to {output_dir}.")
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
+        trainer.end()
+    return trainer
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None):
+    from trl import ModelConfig, TrlParser
+
+    from training.config import DataArguments, SycophancyORPOConfig
+
+    dataclass_types = (DataArguments, SycophancyORPOConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("orpo", help="Run the ORPO script", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types, prog=prog)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Entry point of ``accelerate launch training/orpo.py`` and the ``syco-train`` console script."""
+    parser = make_parser()
+    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    main(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # `accelerate launch training/orpo.py` runs this file as a script; make the repo importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    cli()
