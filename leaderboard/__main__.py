@@ -1,0 +1,121 @@
+"""``syco-leaderboard`` / ``python -m leaderboard``: build the static leaderboard and publish it.
+
+Recipes::
+
+    # lm-eval runs (with --log_samples) of several models, all written under runs/
+    python -m leaderboard build runs/ --out site/ --variants leaderboard.yaml
+    python -m leaderboard build runs/ more-runs/ --out site/ --keep all      # show superseded runs too
+    python -m leaderboard publish site/ --to /var/www/sycophancy              # any static host
+    python -m leaderboard publish site/ --hf-repo my-org/sycophancy-leaderboard --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import stats
+from .ingest import IngestError, ingest
+from .publish import REPO_TYPES, publish_to_dir, publish_to_hub
+from .site import SiteError, write_site
+from .summary import summarize
+from .variants import VariantsError, load_variants
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syco-leaderboard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="read lm-eval output folders and write the static site")
+    build.add_argument(
+        "results", nargs="+", type=Path, help="lm-eval --output_path folders (or results_*.json)"
+    )
+    build.add_argument("--out", required=True, type=Path, help="site folder (replaced atomically)")
+    build.add_argument("--variants", type=Path, help="leaderboard.yaml mapping models to base + variant")
+    build.add_argument(
+        "--keep",
+        choices=("newest", "all"),
+        default="newest",
+        help="repeated runs: newest wins, or show history",
+    )
+    build.add_argument(
+        "--allow-sample", action="store_true", help="accept runs on the embedded sample data (demos only)"
+    )
+    build.add_argument("--strict", action="store_true", help="any skipped file or run is an error")
+    build.add_argument("--title", default="Sycophancy leaderboard")
+    build.add_argument("--resamples", type=int, default=stats.DEFAULT_RESAMPLES, help="bootstrap resamples")
+    build.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
+
+    publish = sub.add_parser(
+        "publish", help="copy a built site to a folder or upload it to the Hugging Face Hub"
+    )
+    publish.add_argument("site", type=Path)
+    where = publish.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, help="destination folder (replaced atomically)")
+    where.add_argument("--hf-repo", metavar="ORG/NAME", help="Hugging Face repo to upload to")
+    publish.add_argument(
+        "--repo-type", choices=REPO_TYPES, default="space", help="static Space or dataset repo"
+    )
+    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded; upload nothing")
+    return parser
+
+
+def build(args: argparse.Namespace) -> int:
+    if args.resamples < 100:
+        raise SystemExit("--resamples must be at least 100")
+    variants = load_variants(args.variants)
+    ingested = ingest(args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict)
+    for problem in ingested.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not ingested.runs:
+        hint = (
+            " (every run used the embedded sample data: pass --allow-sample)"
+            if ingested.refused_sample
+            else ""
+        )
+        raise IngestError(
+            f"no usable sycophancy results under {', '.join(map(str, args.results))}{hint}; "
+            "expected lm-eval --output_path folders written with --log_samples"
+        )
+    summary = summarize(
+        ingested, variants, resamples=args.resamples, seed=args.seed, allow_sample=args.allow_sample
+    )
+    files = write_site(summary, args.out, args.title, inputs=args.results)
+    print(
+        f"Read {len(ingested.runs)} task run(s) of {len(summary['models'])} model(s) from "
+        f"{ingested.results_files} results file(s) ({len(ingested.problems)} warning(s))."
+    )
+    print(f"Site written to {args.out} ({len(files)} files); open {args.out / 'index.html'}")
+    return 0
+
+
+def publish(args: argparse.Namespace) -> int:
+    if args.to is not None:
+        checked = publish_to_dir(args.site, args.to)
+        for rel in checked.unlisted:
+            print(f"warning: {args.site / rel}: not in the build's manifest; not published", file=sys.stderr)
+        print(f"Published {len(checked.files)} files to {args.to}")
+        return 0
+    ops = publish_to_hub(args.site, args.hf_repo, repo_type=args.repo_type, dry_run=args.dry_run)
+    if args.dry_run:
+        for op in ops:
+            print(op.path_in_repo)
+        print(f"Dry run: would upload {len(ops)} files to {args.repo_type} {args.hf_repo}; nothing was sent.")
+    else:
+        print(f"Uploaded {len(ops)} operations to {args.repo_type} {args.hf_repo}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return build(args) if args.command == "build" else publish(args)
+    except (IngestError, SiteError, VariantsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

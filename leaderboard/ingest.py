@@ -1,0 +1,454 @@
+"""Read lm-eval ``--output_path`` folders: results files, their samples files, validation, provenance.
+
+lm-eval writes ``<output_path>/<model_name_sanitized>/results_<date_id>.json`` and, with
+``--log_samples``, one ``samples_<task>_<date_id>.jsonl`` per task beside it (same ``date_id``). The
+per-question values in the samples files are what the statistics need; the results file holds the
+provenance and the aggregate lm-eval reported, which each samples file must reproduce.
+
+Bad input never stops the build: a file or task that cannot be used is skipped with a warning naming
+the file, the line and what was expected (``strict=True`` turns warnings into one error). For repeated
+runs of the same model and task the newest ``date_id`` wins; ``keep="all"`` keeps the older ones as
+history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import tasks
+from .tasks import TaskId
+
+RESULTS_PREFIX = "results_"
+SAMPLES_PREFIX = "samples_"
+SAMPLE_DATA_SOURCE = "embedded"
+#: reported aggregate vs mean of the samples: lm-eval writes both from the same floats.
+_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something in the input that could not be used; ``where`` is a file, or ``file:line``."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class IngestError(ValueError):
+    """Raised under ``strict``, or when nothing usable is left; lists every problem found."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        lines = [message] + [f"  {p}" for p in problems]
+        super().__init__("\n".join(lines))
+        self.problems = list(problems)
+
+
+@dataclass
+class TaskRun:
+    """One task of one model from one results file, with its per-question values."""
+
+    model: str
+    task: TaskId
+    timestamp: str
+    provenance: dict[str, Any]
+    reported: dict[str, float]
+    ids: tuple[str, ...]
+    values: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Ingested:
+    runs: list[TaskRun]
+    superseded: list[TaskRun] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    refused_sample: list[str] = field(default_factory=list)
+    results_files: int = 0
+
+
+class _Skip(Exception):
+    """A task (or file) that cannot be used; carries its problem."""
+
+    def __init__(self, where: str | Path, message: str) -> None:
+        super().__init__(message)
+        self.problem = Problem(str(where), message)
+
+
+# ------------------------------------------------------------------------------------ discovery
+def find_results_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """``(results_file, input_root)`` for every ``results_*.json`` under the given folders (or files).
+
+    Symlinked folders are not followed (no loops, no escaping the folders named on the command line).
+    """
+    found: dict[Path, Path] = {}
+    for raw in paths:
+        root = Path(raw)
+        if root.is_file():
+            found.setdefault(root, root.parent)
+            continue
+        if not root.is_dir():
+            raise IngestError(f"{root}: not a folder or file; expected an lm-eval --output_path folder")
+        for folder, dirs, files in os.walk(root, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(RESULTS_PREFIX) and name.endswith(".json"):
+                    found.setdefault(Path(folder) / name, root)
+    return sorted(found.items())
+
+
+def date_id_of(path: Path, prefix: str) -> str:
+    """lm-eval's ``date_id``: what follows the last ``_`` of the file name (as ``get_file_datetime``)."""
+    stem = path.name.removesuffix(".jsonl").removesuffix(".json")
+    return stem[stem.rfind("_") + 1 :] if stem.startswith(prefix) else ""
+
+
+def _display_path(path: Path, root: Path) -> str:
+    """A path to show on the site: relative to the input folder, never the builder's absolute path."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    name = root.resolve().name
+    return str(Path(name) / rel) if name else str(rel)
+
+
+# ------------------------------------------------------------------------------------- reading
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) -> None:
+    """Consistency of one question's values: stored deltas match their terms; a conditional metric
+    exists exactly where its condition holds (rule-graded runs: flip_rate iff the first answer is right)."""
+    for m in tasks.METRICS[task.family]:
+        value = row[col[m.name]]
+        if m.is_delta and not math.isnan(value):
+            expect = sum(w * row[col[t]] for t, w in m.terms)
+            if abs(value - expect) > 1e-9:
+                raise _Skip(
+                    where,
+                    f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
+                    "difference on this question",
+                )
+        if m.given and task.grader == tasks.RULE and (not math.isnan(value)) != (row[col[m.given]] == 1):
+            state = "present" if not math.isnan(value) else "missing"
+            raise _Skip(
+                where,
+                f"{m.name} is {state} with {m.given} = {row[col[m.given]]:g}; expected it exactly on "
+                f"questions with {m.given} = 1 (its denominator)",
+            )
+
+
+def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """Question ids and per-question metric values of ``task`` from a samples file.
+
+    Only lines of the task's filter are read (``none``, or ``judge`` for judged tasks). Rates must be 0
+    or 1; stored deltas must equal their terms on the same question; question ids must be unique.
+    """
+    family_metrics = tasks.METRICS[task.family]
+    # Judged tasks leave out what the judge could not grade, so no metric is on every question there.
+    required = tasks.required_metrics(task.family) if task.grader == tasks.RULE else ()
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    rows: list[list[float]] = []
+    names = [m.name for m in family_metrics]
+    col = {name: i for i, name in enumerate(names)}
+    other_filters: set[str] = set()
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as err:
+        raise _Skip(path, f"cannot read the samples file ({err.strerror})") from err
+    with handle:
+        for line_no, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise _Skip(
+                    where, f"not valid JSON ({err.msg}); expected one lm-eval sample per line"
+                ) from err
+            if not isinstance(obj, dict) or not isinstance(obj.get("doc"), dict):
+                raise _Skip(where, "expected an lm-eval sample object with a 'doc' object")
+            filt = obj.get("filter")
+            if not isinstance(filt, str):
+                raise _Skip(where, "expected a 'filter' string (lm-eval writes one per sample)")
+            if filt != task.filter_key:
+                other_filters.add(filt)
+                continue
+            qid = obj["doc"].get("id")
+            if not isinstance(qid, str) or not qid:
+                raise _Skip(where, "expected doc.id, the stable question id the sycophancy tasks write")
+            if qid in first_line:
+                raise _Skip(where, f"question id {qid} appears again (first on line {first_line[qid]})")
+            first_line[qid] = line_no
+            row: list[float] = []
+            for m in family_metrics:
+                if m.name not in obj:
+                    if m.name in required:
+                        raise _Skip(where, f"no {m.name}; expected it on every question of {task.name}")
+                    row.append(math.nan)  # a conditional metric, or a delta the leaderboard recomputes
+                    continue
+                value = _number(obj[m.name])
+                if value is None or (not m.is_delta and value not in (0.0, 1.0)):
+                    need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
+                    raise _Skip(where, f"{m.name} = {obj[m.name]!r}; expected {need}")
+                row.append(value)
+            _check_row(where, task, row, col)
+            ids.append(sys.intern(qid))
+            rows.append(row)
+    for m in family_metrics:
+        if m.optional and task.grader == tasks.RULE:  # a task reports it on every question or on none
+            have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
+            if have and len(have) != len(rows):
+                missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
+                raise _Skip(
+                    f"{path}:{first_line[ids[missing]]}",
+                    f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
+                )
+    if not ids:
+        seen = f" (it has filters {sorted(other_filters)})" if other_filters else ""
+        raise _Skip(path, f"no samples with filter {task.filter_key!r}{seen}; expected one line per question")
+    matrix = np.asarray(rows, dtype=float)
+    return tuple(ids), {name: matrix[:, i].copy() for i, name in enumerate(names)}
+
+
+def _iso_date(value: Any) -> str | None:
+    number = _number(value)
+    if number is None:
+        return None
+    return datetime.fromtimestamp(number, tz=UTC).isoformat(timespec="seconds")
+
+
+def _provenance(
+    results: dict[str, Any], task: TaskId, metadata: dict[str, Any], shown_results: str, shown_samples: str
+) -> dict[str, Any]:
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
+    hashes = results.get("task_hashes") if isinstance(results.get("task_hashes"), dict) else {}
+    return {
+        "model": results.get("model_name"),
+        "model_sha": config.get("model_sha") or None,
+        "model_revision": config.get("model_revision"),
+        "model_dtype": config.get("model_dtype"),
+        "model_args": config.get("model_args") if isinstance(config.get("model_args"), str) else None,
+        "lm_eval_version": results.get("lm_eval_version"),
+        "transformers_version": results.get("transformers_version"),
+        "task": task.name,
+        "task_version": versions.get(task.name),
+        "task_hash": hashes.get(task.name),
+        "family": task.family,
+        "subset": task.subset,
+        "protocol": metadata.get("protocol") or task.protocol,
+        "grader": task.grader,
+        "chat_template_sha": results.get("chat_template_sha"),
+        "system_instruction_sha": results.get("system_instruction_sha"),
+        "fewshot_as_multiturn": results.get("fewshot_as_multiturn"),
+        "gen_kwargs": config.get("gen_kwargs"),
+        "limit": config.get("limit"),
+        "date": _iso_date(results.get("date")),
+        "git_hash": results.get("git_hash"),
+        "data_source": metadata.get("data_source"),
+        "data_file": metadata.get("data_file"),
+        "data_sha256": metadata.get("data_sha256"),
+        "data_pinned_sha256_match": metadata.get("data_pinned_sha256_match"),
+        "results_file": shown_results,
+        "samples_file": shown_samples,
+    }
+
+
+def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Path) -> None:
+    """The samples must reproduce what lm-eval reported, or they belong to another run."""
+    for m in tasks.METRICS[run.task.family]:
+        key = f"{m.name},{run.task.filter_key}"
+        reported = _number(task_results.get(key))
+        values = run.values[m.name]
+        present = values[~np.isnan(values)]
+        if reported is None:
+            if run.task.grader == tasks.RULE and m.name in tasks.required_metrics(run.task.family):
+                raise _Skip(
+                    where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
+                )
+            continue
+        run.reported[m.name] = reported
+        mean = float(present.mean()) if present.size else math.nan
+        if not abs(mean - reported) <= _TOLERANCE:
+            raise _Skip(
+                where,
+                f"{run.task.name}: reports {key} = {reported:.6g} but its samples file averages {mean:.6g} "
+                f"over {present.size} questions; expected the samples of this very run",
+            )
+
+
+def _tasks_of(section: dict[str, Any]) -> list[tuple[str, TaskId | None]]:
+    """Every (task name, TaskId) to read: one per grader whose filter key the task's results carry.
+
+    The grader comes from the filter keys lm-eval wrote (``<metric>,none`` / ``<metric>,judge``), so a
+    task graded both ways yields two runs; a ``_judged_`` name without judge keys yields none (None).
+    """
+    out: list[tuple[str, TaskId | None]] = []
+    for name in sorted(section):
+        parsed = tasks.parse_task_name(name)
+        if parsed is None:
+            continue  # groups and other benchmarks share the file; they are not ours to read
+        entry = section[name] if isinstance(section[name], dict) else {}
+        ours = {m.name for m in tasks.METRICS[parsed.family]}
+        filters = {key.split(",", 1)[1] for key in entry if "," in key and key.split(",", 1)[0] in ours}
+        graders = [g for g, key in tasks.FILTER_KEYS.items() if key in filters]
+        if parsed.grader == tasks.JUDGE:
+            graders = [g for g in graders if g == tasks.JUDGE]
+        if not graders:
+            out.append((name, None))
+        for grader in graders:
+            out.append((name, TaskId(parsed.family, parsed.protocol, grader, parsed.subset, name)))
+    return out
+
+
+def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Problem]]:
+    """Every sycophancy task of one results file that passes validation, and what was skipped."""
+    problems: list[Problem] = []
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [], [Problem(str(path), f"not a readable JSON results file ({err}); skipped")]
+    if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
+        return [], [Problem(str(path), "expected lm-eval's results object with a 'results' mapping; skipped")]
+    model = results.get("model_name")
+    if not isinstance(model, str) or not model.strip():
+        return [], [Problem(str(path), "expected 'model_name' (a non-empty string); skipped")]
+    configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
+    n_samples = results.get("n-samples") if isinstance(results.get("n-samples"), dict) else {}
+    date_id = date_id_of(path, RESULTS_PREFIX)
+    runs: list[TaskRun] = []
+    for name, task in _tasks_of(results["results"]):
+        task_results = results["results"][name]
+        try:
+            if task is None:
+                raise _Skip(path, f"{name}: no metric under filter 'none' or 'judge' (lm-eval's filter keys)")
+            cfg = configs.get(name) if isinstance(configs.get(name), dict) else {}
+            metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+            if not isinstance(metadata.get("data_source"), str):
+                raise _Skip(
+                    path,
+                    f"{name}: no configs.{name}.metadata.data_source; expected the data provenance the "
+                    "sycophancy tasks record (a run of another task version?)",
+                )
+            samples_path = path.with_name(f"{SAMPLES_PREFIX}{name}_{date_id}.jsonl")
+            if not samples_path.is_file():
+                raise _Skip(
+                    path,
+                    f"{name}: no {samples_path.name} beside it; the leaderboard needs per-question "
+                    "samples (run lm_eval with --log_samples)",
+                )
+            ids, values = read_samples(samples_path, task)
+            run = TaskRun(
+                model=model,
+                task=task,
+                timestamp=date_id,
+                provenance=_provenance(
+                    results, task, metadata, _display_path(path, root), _display_path(samples_path, root)
+                ),
+                reported={},
+                ids=ids,
+                values=values,
+            )
+            run.provenance["n_questions"] = run.n
+            expected_n = (
+                n_samples.get(name, {}).get("effective") if isinstance(n_samples.get(name), dict) else None
+            )
+            if isinstance(expected_n, int) and expected_n != run.n:
+                raise _Skip(
+                    samples_path,
+                    f"{run.n} questions with filter {task.filter_key!r}, but the results file says "
+                    f"{expected_n} (a partial samples file?)",
+                )
+            _check_against_results(run, task_results, path)
+            runs.append(run)
+        except _Skip as skip:
+            problems.append(Problem(skip.problem.where, f"{skip.problem.message}; skipped"))
+    return runs, problems
+
+
+def _orphan_samples(results_files: Sequence[Path]) -> list[Problem]:
+    """Samples files with no results file of the same ``date_id`` (an interrupted run?)."""
+    by_dir: dict[Path, set[str]] = {}
+    for path in results_files:
+        by_dir.setdefault(path.parent, set()).add(date_id_of(path, RESULTS_PREFIX))
+    problems = []
+    for folder, stamps in sorted(by_dir.items()):
+        for sample in sorted(folder.glob(f"{SAMPLES_PREFIX}sycophancy_*.jsonl")):
+            if date_id_of(sample, SAMPLES_PREFIX) not in stamps:
+                problems.append(Problem(str(sample), "no results_*.json with the same timestamp; ignored"))
+    return problems
+
+
+def ingest(
+    paths: Iterable[str | os.PathLike[str]],
+    keep: str = "newest",
+    allow_sample: bool = False,
+    strict: bool = False,
+) -> Ingested:
+    """Read every results folder; newest run per (model, task) wins unless ``keep == "all"``."""
+    if keep not in ("newest", "all"):
+        raise ValueError(f"keep={keep!r}; expected 'newest' or 'all'")
+    files = find_results_files(paths)
+    out = Ingested(runs=[], results_files=len(files))
+    candidates: list[TaskRun] = []
+    for path, root in files:
+        runs, problems = read_results_file(path, root)
+        out.problems += problems
+        for run in runs:
+            if run.provenance.get("data_source") == SAMPLE_DATA_SOURCE and not allow_sample:
+                out.refused_sample.append(run.provenance["results_file"])
+                continue
+            candidates.append(run)
+    out.problems += _orphan_samples([p for p, _ in files])
+    if out.refused_sample:
+        shown = sorted(set(out.refused_sample))
+        out.problems.append(
+            Problem(
+                shown[0] + (f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""),
+                f"{len(out.refused_sample)} task run(s) used the embedded sample data (data_source = "
+                "'embedded'), which is not a benchmark; refused (pass --allow-sample for a demo site)",
+            )
+        )
+
+    by_key: dict[tuple[str, str, str], list[TaskRun]] = {}
+    for run in candidates:
+        by_key.setdefault((run.model, run.task.name, run.task.grader), []).append(run)
+    for (model, name, _), group in sorted(by_key.items()):
+        group.sort(key=lambda r: (r.timestamp, r.provenance["results_file"]), reverse=True)
+        out.runs.append(group[0])
+        older = group[1:]
+        if keep == "all":
+            out.superseded += older
+        else:
+            for run in older:
+                out.problems.append(
+                    Problem(
+                        run.provenance["results_file"],
+                        f"an older run of {name} for {model} ({run.timestamp}); superseded by "
+                        f"{group[0].provenance['results_file']} (newest wins; --keep all shows history)",
+                    )
+                )
+    if strict and out.problems:
+        raise IngestError(f"{len(out.problems)} problem(s) in the results (--strict):", out.problems)
+    return out

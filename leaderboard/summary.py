@@ -1,0 +1,400 @@
+"""From validated runs to the leaderboard's numbers: per model, per dataset, pooled, and between variants.
+
+The result is one JSON-ready dict (written as ``data/leaderboard.json``) that the site, the CSV files
+and the plots all render; nothing downstream computes a statistic of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from . import stats, tasks
+from .ingest import Ingested, TaskRun
+from .tasks import Metric
+from .variants import Placement, Variants
+
+POOLED = "pooled"
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe, collision-free slug: readable part plus a hash of the full text.
+
+    Output paths are built only from slugs, so nothing in a results file can choose where a page is
+    written (``../`` and friends become ``-``).
+    """
+    readable = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-") or "x"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{readable}-{digest}"
+
+
+@dataclass
+class ModelRuns:
+    """One model's current runs (newest per task) and its superseded ones."""
+
+    model: str
+    placement: Placement
+    slug: str
+    runs: dict[str, TaskRun] = field(default_factory=dict)  # task name -> newest run
+    history: list[TaskRun] = field(default_factory=list)
+
+    def by_track(self) -> dict[str, dict[str, TaskRun]]:
+        """track -> sub-dataset -> run."""
+        out: dict[str, dict[str, TaskRun]] = {}
+        for run in self.runs.values():
+            out.setdefault(run.task.track, {})[run.task.subset] = run
+        return out
+
+
+def _delta_terms(family: str) -> tuple[list[Metric], list[str], list[list[float]]]:
+    """The family's delta metrics, the rates they combine, and one weight row per delta."""
+    deltas = [m for m in tasks.METRICS[family] if m.is_delta]
+    terms = list(dict.fromkeys(t for m in deltas for t, _ in m.terms))
+    rows = [[dict(m.terms).get(t, 0.0) for t in terms] for m in deltas]
+    return deltas, terms, rows
+
+
+def _delta_boot(
+    family: str, arrays: Sequence[np.ndarray], resamples: int, seed: int, sign_rows: int = 1
+) -> dict[str, stats.Estimate]:
+    """Every delta of a family by paired bootstrap over the questions where all its terms exist.
+
+    ``arrays`` holds the term rates (``_delta_terms`` order), repeated ``sign_rows`` times: once for a
+    model's deltas, twice (variant, then reference) for the difference of two models' deltas. When the
+    rates are defined on the same questions for every delta (always, for rule-graded runs) one
+    bootstrap gives them all; judged runs can miss a response, and then each delta uses its own.
+    """
+    deltas, terms, rows = _delta_terms(family)
+    signs = [1.0, -1.0][:sign_rows]
+    full_rows = [[sign * w for sign in signs for w in row] for row in rows]
+    defined = [~np.isnan(a) for a in arrays]
+    masks = []
+    for m in deltas:
+        used = [k * len(terms) + terms.index(t) for k in range(len(signs)) for t, _ in m.terms]
+        masks.append(np.logical_and.reduce([defined[i] for i in used]))
+    if all(np.array_equal(masks[0], mask) for mask in masks[1:]) and all(d[masks[0]].all() for d in defined):
+        keep = masks[0]
+        boot = stats.paired_bootstrap_many([a[keep] for a in arrays], full_rows, resamples, seed)
+        return {m.name: est for m, est in zip(deltas, boot, strict=True)}
+    out = {}
+    for m, mask, row in zip(deltas, masks, full_rows, strict=True):
+        used = [i for i, w in enumerate(row) if w != 0.0]
+        out[m.name] = stats.paired_bootstrap(
+            [arrays[i][mask] for i in used], [row[i] for i in used], resamples=resamples, seed=seed
+        )
+    return out
+
+
+def _estimates(
+    family: str, columns: Sequence[dict[str, np.ndarray]], resamples: int, seed: int
+) -> dict[str, stats.Estimate]:
+    """Every metric of a family over the questions of one or more runs (pooled by concatenation).
+
+    Rates get Wilson intervals over the questions that define them; deltas come from ``_delta_boot``.
+    """
+    out: dict[str, stats.Estimate] = {}
+    _, terms, _ = _delta_terms(family)
+    if terms:
+        arrays = [stats.pooled([c[t] for c in columns]) for t in terms]
+        out.update(_delta_boot(family, arrays, resamples, seed))
+    for m in tasks.METRICS[family]:
+        if not m.is_delta:
+            out[m.name] = stats.rate(stats.pooled([c[m.name] for c in columns]), m.name)
+    return {m.name: out[m.name] for m in tasks.METRICS[family]}
+
+
+def _est_dict(est: stats.Estimate, subsets: Sequence[str] | None = None) -> dict[str, Any]:
+    out = {k: stats.finite_or_none(v) if isinstance(v, float) else v for k, v in est.to_dict().items()}
+    if subsets is not None:
+        out["subsets"] = list(subsets)
+    return out
+
+
+def _aligned(a: TaskRun, b: TaskRun) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays selecting the questions both runs share, in ``a``'s order (paired on ``doc.id``)."""
+    where_b = {qid: i for i, qid in enumerate(b.ids)}
+    ia = [i for i, qid in enumerate(a.ids) if qid in where_b]
+    ib = [where_b[a.ids[i]] for i in ia]
+    return np.asarray(ia, dtype=int), np.asarray(ib, dtype=int)
+
+
+def _compare(
+    variant: ModelRuns, reference: ModelRuns, track: str, resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    """Variant vs reference on the questions they share.
+
+    Rates (0/1 per question): the exact McNemar test and the difference ``(b - c) / n``. Deltas (not
+    0/1): the difference of the deltas with a paired bootstrap interval, all deltas from one bootstrap.
+    """
+    family = track.split(".")[0]
+    mine, theirs = variant.by_track().get(track, {}), reference.by_track().get(track, {})
+    shared = sorted(set(mine) & set(theirs), key=lambda s: tasks.subset_order(family, s))
+    if not shared:
+        return []
+    paired: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+    for subset in shared:
+        ia, ib = _aligned(mine[subset], theirs[subset])
+        paired[subset] = (
+            {k: v[ia] for k, v in mine[subset].values.items()},
+            {k: v[ib] for k, v in theirs[subset].values.items()},
+        )
+    scopes: list[tuple[str, list[str]]] = [(s, [s]) for s in shared]
+    if len(shared) > 1:
+        scopes.insert(0, (POOLED, shared))
+    deltas, terms, _ = _delta_terms(family)
+    out: list[dict[str, Any]] = []
+    for scope, subsets in scopes:
+        diffs: dict[str, stats.Estimate] = {}
+        if deltas:  # the difference of each delta: variant terms, then reference terms, paired
+            arrays = [stats.pooled([paired[s][side][t] for s in subsets]) for side in (0, 1) for t in terms]
+            diffs = _delta_boot(family, arrays, resamples, seed, sign_rows=2)
+        for metric in tasks.METRICS[family]:
+            row: dict[str, Any] = {
+                "base": variant.placement.base,
+                "model": variant.model,
+                "variant": variant.placement.variant,
+                "reference_model": reference.model,
+                "reference_variant": reference.placement.variant,
+                "track": track,
+                "subset": scope,
+                "metric": metric.name,
+            }
+            if metric.is_delta:
+                diff = diffs[metric.name]
+                row.update(test="paired bootstrap", n=diff.n, difference=_est_dict(diff))
+            else:
+                a = stats.pooled([paired[s][0][metric.name] for s in subsets])
+                b = stats.pooled([paired[s][1][metric.name] for s in subsets])
+                both = ~(np.isnan(a) | np.isnan(b))  # questions where both runs define the metric
+                a, b = a[both], b[both]
+                test = stats.mcnemar_exact(a, b)
+                row.update(test="exact McNemar", **test.to_dict())
+                if test.n:  # paired 0/1 outcomes: McNemar is the inference; the difference is (b - c) / n
+                    row["difference"] = {"value": (test.b - test.c) / test.n, "n": test.n}
+            out.append(row)
+    return out
+
+
+def _run_record(run: TaskRun) -> dict[str, Any]:
+    return run.provenance | {"timestamp": run.timestamp, "reported": dict(run.reported)}
+
+
+def group_models(ingested: Ingested, variants: Variants) -> list[ModelRuns]:
+    """One entry per model, ordered by base model, then by variant rank."""
+    models: dict[str, ModelRuns] = {}
+    for run in ingested.runs:
+        entry = models.get(run.model)
+        if entry is None:
+            entry = models[run.model] = ModelRuns(run.model, variants.place(run.model), slugify(run.model))
+        entry.runs[run.task.name] = run
+    for run in ingested.superseded:
+        if run.model in models:
+            models[run.model].history.append(run)
+    return sorted(
+        models.values(),
+        key=lambda m: (m.placement.base.lower(), variants.variant_rank(m.placement.variant), m.model),
+    )
+
+
+def _columns(tracks: Sequence[str]) -> list[dict[str, Any]]:
+    """Main-table columns: the three template deltas, the flip rate(s), then the baseline accuracy."""
+    from lm_eval_tasks.sycophancy import prompts
+
+    cols: list[dict[str, Any]] = []
+
+    def add(track: str, name: str, extra: dict[str, Any] | None = None) -> None:
+        family = track.split(".")[0]
+        metric = tasks.metric(family, name)
+        col = {
+            "id": f"{track}/{name}",
+            "track": track,
+            "track_label": tasks.track_label(track),
+            "metric": name,
+            "label": metric.label,
+            "denominator": metric.denominator,
+            "higher_is_better": metric.higher_is_better,
+            "is_delta": metric.is_delta,
+        }
+        cols.append(col | (extra or {}))
+
+    answer = [t for t in tracks if t.startswith(tasks.ANSWER + ".")]
+    ays = [t for t in tracks if t.startswith(tasks.AYS + ".")]
+    for track in answer:
+        for cond in tasks.TEMPLATE_CONDITIONS:
+            add(track, f"delta_{cond}", {"template": prompts.ANSWER_TEMPLATES[cond]})
+    for track in ays:
+        add(track, "flip_rate")
+    for track in answer:
+        add(track, "acc_baseline", {"template": prompts.ANSWER_TEMPLATES["baseline"]})
+    return cols
+
+
+def _metrics_with_data(track: str, model_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The track's metrics that some model has questions for (free-form runs have no acc_final)."""
+    return [
+        m.name
+        for m in tasks.METRICS[track.split(".")[0]]
+        if any((row["pooled"].get(track, {}).get(m.name) or {}).get("n") for row in model_rows)
+    ]
+
+
+def _track_order(track: str) -> tuple[int, int, int]:
+    family, protocol, grader = track.split(".")
+    return (
+        [tasks.ANSWER, tasks.AYS].index(family),
+        [tasks.ONE_PASS, tasks.DIALOGUE].index(protocol),
+        [tasks.RULE, tasks.JUDGE].index(grader),
+    )
+
+
+def summarize(
+    ingested: Ingested,
+    variants: Variants,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = stats.DEFAULT_SEED,
+    allow_sample: bool = False,
+) -> dict[str, Any]:
+    """Every number the site shows, as one JSON-ready dict."""
+    models = group_models(ingested, variants)
+    tracks = sorted({run.task.track for run in ingested.runs}, key=_track_order)
+    subsets_of: dict[str, list[str]] = {}
+    for run in ingested.runs:
+        subsets_of.setdefault(run.task.track, [])
+        if run.task.subset not in subsets_of[run.task.track]:
+            subsets_of[run.task.track].append(run.task.subset)
+    for track, subs in subsets_of.items():
+        subs.sort(key=lambda s: tasks.subset_order(track.split(".")[0], s))
+
+    notes: list[str] = []
+    columns = _columns(tracks)
+    model_rows: list[dict[str, Any]] = []
+    for entry in models:
+        per_track = entry.by_track()
+        datasets: dict[str, dict[str, dict[str, Any]]] = {}
+        pooled: dict[str, dict[str, Any]] = {}
+        for track, runs in per_track.items():
+            family = track.split(".")[0]
+            present = sorted(runs, key=lambda s: tasks.subset_order(family, s))
+            datasets[track] = {
+                s: {k: _est_dict(v) for k, v in _estimates(family, [runs[s].values], resamples, seed).items()}
+                for s in present
+            }
+            if len(present) == 1:  # pooling one sub-dataset changes nothing: reuse its numbers
+                pooled[track] = {k: v | {"subsets": present} for k, v in datasets[track][present[0]].items()}
+            else:
+                est = _estimates(family, [runs[s].values for s in present], resamples, seed)
+                pooled[track] = {k: _est_dict(v, present) for k, v in est.items()}
+        main = {c["id"]: pooled.get(c["track"], {}).get(c["metric"]) for c in columns}
+        model_rows.append(
+            {
+                "model": entry.model,
+                "slug": entry.slug,
+                "label": entry.placement.label,
+                "base": entry.placement.base,
+                "variant": entry.placement.variant,
+                "main": main,
+                "pooled": pooled,
+                "datasets": datasets,
+                "runs": [_run_record(r) for r in sorted(entry.runs.values(), key=lambda r: r.task)],
+                "history": [
+                    _run_record(r)
+                    for r in sorted(entry.history, key=lambda r: (r.task, r.timestamp), reverse=True)
+                ],
+            }
+        )
+
+    comparisons: list[dict[str, Any]] = []
+    by_base: dict[str, list[ModelRuns]] = {}
+    for entry in models:
+        by_base.setdefault(entry.placement.base, []).append(entry)
+    for base, group in by_base.items():
+        reference = group[0]  # models are sorted by variant rank within a base
+        for other in group[1:]:
+            for track in tracks:
+                comparisons += _compare(other, reference, track, resamples, seed)
+            if len({m.placement.variant for m in group}) < len(group):
+                notes.append(f"base {base!r} has two models with the same variant name")
+
+    for track in tracks:
+        for subset in subsets_of[track]:
+            shas = {
+                r.provenance.get("data_sha256")
+                for r in ingested.runs
+                if r.task.track == track and r.task.subset == subset
+            }
+            if len(shas) > 1:
+                notes.append(
+                    f"{tasks.track_label(track)} / {subset}: runs used {len(shas)} different data files "
+                    "(data_sha256 differs); their numbers are not directly comparable"
+                )
+    limited = sorted(
+        {f"{r.model} ({r.task.name})" for r in ingested.runs if r.provenance.get("limit") is not None}
+    )
+    if limited:
+        notes.append(f"runs made with lm-eval --limit cover only part of the data: {', '.join(limited)}")
+    unmatched = variants.unmatched([m.model for m in models])
+    if unmatched:
+        notes.append(f"leaderboard.yaml lists models with no results: {', '.join(unmatched)}")
+
+    dataset_pages = [
+        {
+            "family": track.split(".")[0],
+            "subset": subset,
+            "slug": slugify(f"{track.split('.')[0]}-{subset}"),
+        }
+        for track in tracks
+        for subset in subsets_of[track]
+    ]
+    unique_pages = {(d["family"], d["subset"]): d for d in dataset_pages}
+    return {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sample_data": allow_sample
+        and any(r.provenance.get("data_source") == "embedded" for r in ingested.runs),
+        "statistics": {
+            "confidence": stats.CONFIDENCE,
+            "rates": "Wilson score interval (scipy.stats.binomtest(...).proportion_ci)",
+            "deltas": f"paired percentile bootstrap over questions, {resamples} resamples, seed {seed}",
+            "variants": (
+                "exact McNemar test on shared question ids (two-sided binomial test on discordant pairs)"
+            ),
+        },
+        "tracks": [
+            {
+                "id": t,
+                "label": tasks.track_label(t),
+                "family": t.split(".")[0],
+                "subsets": subsets_of[t],
+                "metrics": _metrics_with_data(t, model_rows),
+            }
+            for t in tracks
+        ],
+        "columns": columns,
+        "variants": sorted({m.placement.variant for m in models}, key=variants.variant_rank),
+        "models": model_rows,
+        "datasets": sorted(
+            unique_pages.values(),
+            key=lambda d: (d["family"] != tasks.ANSWER, tasks.subset_order(d["family"], d["subset"])),
+        ),
+        "comparisons": comparisons,
+        "metrics": {
+            family: [
+                {
+                    "name": m.name,
+                    "label": m.label,
+                    "denominator": m.denominator,
+                    "higher_is_better": m.higher_is_better,
+                    "is_delta": m.is_delta,
+                }
+                for m in metrics
+            ]
+            for family, metrics in tasks.METRICS.items()
+        },
+        "notes": notes,
+        "results_files": ingested.results_files,
+    }

@@ -1,0 +1,187 @@
+"""Reading lm-eval output folders: malformed, partial and duplicate results, provenance, variants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from leaderboard.ingest import IngestError, ingest
+from leaderboard.variants import VariantsError, load_variants
+
+FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
+STAMP = "2025-01-15T10-00-00.000000"
+NEWER = "2025-03-01T08-30-00.000000"
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A writable copy of the hand-made runs: two models, five tasks each (one has four)."""
+    return Path(shutil.copytree(FIXTURE_RUNS, tmp_path / "runs"))
+
+
+def _samples(runs: Path, model: str, task: str, stamp: str = STAMP) -> Path:
+    return runs / model / f"samples_{task}_{stamp}.jsonl"
+
+
+def _messages(result) -> list[str]:
+    return [str(p) for p in result.problems]
+
+
+def test_reads_every_task_with_provenance(runs: Path) -> None:
+    result = ingest([runs], strict=True)
+    assert result.results_files == 2 and not result.problems
+    names = sorted((r.model, r.task.name) for r in result.runs)
+    assert len(names) == 7 and ("org/chat-instruct", "sycophancy_ays_dialogue_trivia_qa") in names
+    run = next(
+        r for r in result.runs if r.task.name == "sycophancy_ays_aqua_mc" and r.model == "org/chat-aligned"
+    )
+    prov = run.provenance
+    assert prov["lm_eval_version"] == "0.4.13" and prov["task_version"] == 1.0
+    assert prov["model_sha"] and prov["chat_template_sha"] and prov["data_sha256"]
+    assert prov["data_source"] == "local" and prov["protocol"] == "one-pass" and prov["grader"] == "rule"
+    assert prov["date"] == "2025-01-15T10:00:00+00:00"
+    # Shown paths are relative to the folder named on the command line, never absolute.
+    assert prov["results_file"] == f"runs/org__chat-aligned/results_{STAMP}.json"
+    assert run.ids == ("q1", "q2", "q3", "q4", "q5", "q6")
+
+
+def test_malformed_results_file_is_skipped_with_its_name(runs: Path) -> None:
+    bad = runs / "org__chat-aligned" / f"results_{NEWER}.json"
+    bad.write_text("{not json", encoding="utf-8")
+    result = ingest([runs])
+    assert any(str(bad) in m and "JSON" in m for m in _messages(result))
+    assert len(result.runs) == 7  # everything else is kept
+    with pytest.raises(IngestError, match="not a readable JSON"):
+        ingest([runs], strict=True)
+
+
+def test_bad_samples_line_names_file_and_line_and_keeps_other_tasks(runs: Path) -> None:
+    path = _samples(runs, "org__chat-instruct", "sycophancy_ays_aqua_mc")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] = "garbage"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest([runs])
+    assert any(f"{path}:3: not valid JSON" in m for m in _messages(result))
+    tasks = {(r.model, r.task.name) for r in result.runs}
+    assert ("org/chat-instruct", "sycophancy_ays_aqua_mc") not in tasks
+    assert ("org/chat-instruct", "sycophancy_ays_trivia_qa") in tasks  # partial results are kept
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda row: row.update(acc_first=0.5), "expected 0 or 1"),
+        (lambda row: row.pop("acc_first"), "no acc_first; expected it on every question"),
+        (lambda row: row.pop("acc_final"), "no acc_final, which other questions"),
+        (lambda row: row["doc"].pop("id"), "expected doc.id"),
+        (lambda row: row["doc"].update(id="q1"), "question id q1 appears again"),
+        (lambda row: row.pop("flip_rate"), "flip_rate is missing with acc_first = 1"),
+        (lambda row: row.update(acc_first=0), "flip_rate is present with acc_first = 0"),
+    ],
+)
+def test_bad_per_question_values(runs: Path, edit, expected: str) -> None:
+    path = _samples(runs, "org__chat-aligned", "sycophancy_ays_aqua_mc")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    edit(rows[3])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    messages = _messages(ingest([runs]))
+    assert any(f"{path}:4" in m and expected in m for m in messages), messages
+
+
+def test_partial_samples_file_is_skipped(runs: Path) -> None:
+    path = _samples(runs, "org__chat-aligned", "sycophancy_ays_aqua_mc")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    result = ingest([runs])
+    assert any(str(path) in m and "5 questions" in m and "says 6" in m for m in _messages(result))
+    assert ("org/chat-aligned", "sycophancy_ays_aqua_mc") not in {(r.model, r.task.name) for r in result.runs}
+
+
+def test_samples_that_do_not_reproduce_the_reported_numbers_are_skipped(runs: Path) -> None:
+    results_path = runs / "org__chat-aligned" / f"results_{STAMP}.json"
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results["results"]["sycophancy_ays_aqua_mc"]["acc_first,none"] = 0.25
+    results_path.write_text(json.dumps(results), encoding="utf-8")
+    messages = _messages(ingest([runs]))
+    assert any("reports acc_first,none = 0.25 but its samples file averages 0.833333" in m for m in messages)
+
+
+def test_missing_samples_and_orphan_samples(runs: Path) -> None:
+    path = _samples(runs, "org__chat-aligned", "sycophancy_ays_trivia_qa")
+    orphan = path.with_name(f"samples_sycophancy_ays_trivia_qa_{NEWER}.jsonl")
+    path.rename(orphan)
+    messages = _messages(ingest([runs]))
+    assert any("no samples_sycophancy_ays_trivia_qa" in m and "--log_samples" in m for m in messages)
+    assert any(str(orphan) in m and "no results_*.json with the same timestamp" in m for m in messages)
+
+
+def _duplicate_run(runs: Path, model: str) -> Path:
+    """The same run written again later (lm-eval names files by their date_id)."""
+    folder = runs / model
+    for path in list(folder.iterdir()):
+        path_new = path.with_name(path.name.replace(STAMP, NEWER))
+        shutil.copy(path, path_new)
+    return folder / f"results_{NEWER}.json"
+
+
+def test_duplicate_runs_newest_wins_or_history_is_kept(runs: Path) -> None:
+    newer = _duplicate_run(runs, "org__chat-aligned")
+    result = ingest([runs])
+    aligned = [r for r in result.runs if r.model == "org/chat-aligned"]
+    assert {r.timestamp for r in aligned} == {NEWER}
+    superseded = [m for m in _messages(result) if "superseded" in m]
+    assert len(superseded) == 3 and all(f"results_{STAMP}.json" in m and newer.name in m for m in superseded)
+    with pytest.raises(IngestError, match="superseded"):
+        ingest([runs], strict=True)
+    kept = ingest([runs], keep="all", strict=True)
+    assert {r.timestamp for r in kept.superseded} == {STAMP} and len(kept.superseded) == 3
+
+
+def test_embedded_sample_data_is_refused_unless_allowed(runs: Path) -> None:
+    for results_path in runs.glob("*/results_*.json"):
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        for cfg in results["configs"].values():
+            cfg["metadata"]["data_source"] = "embedded"
+        results_path.write_text(json.dumps(results), encoding="utf-8")
+    refused = ingest([runs])
+    assert not refused.runs and len(refused.refused_sample) == 7
+    assert any("--allow-sample" in m for m in _messages(refused))
+    assert len(ingest([runs], allow_sample=True, strict=True).runs) == 7
+
+
+def test_results_without_data_provenance_are_skipped(runs: Path) -> None:
+    results_path = runs / "org__chat-aligned" / f"results_{STAMP}.json"
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    del results["configs"]["sycophancy_ays_aqua_mc"]["metadata"]["data_source"]
+    results_path.write_text(json.dumps(results), encoding="utf-8")
+    assert any("metadata.data_source" in m for m in _messages(ingest([runs])))
+
+
+def test_variants_file(tmp_path: Path) -> None:
+    good = tmp_path / "leaderboard.yaml"
+    good.write_text(
+        "variant_order: [instruct, aligned-SAA]\n"
+        "models:\n"
+        "  org/chat-instruct: {base: Chat, variant: instruct}\n"
+        "  org__chat-saa: {base: Chat, variant: aligned-SAA, label: Chat + SAA}\n",
+        encoding="utf-8",
+    )
+    variants = load_variants(good)
+    assert variants.place("org/chat-instruct").variant == "instruct"
+    assert variants.place("org/chat-saa").label == "Chat + SAA"  # matched by lm-eval's folder name
+    assert variants.place("other/model").base == "other/model"  # unlisted: its own base
+    assert variants.unmatched(["org/chat-instruct"]) == ["org__chat-saa"]
+    for text, expected in [
+        ("models: {a: {base: B}}\n", "'base' and 'variant'"),
+        ("models: {a: {base: B, variant: v, colour: red}}\n", "models\\['a'\\]"),
+        ("models: {a: {base: B, variant: v}, b: {base: B, variant: v}}\n", "already has variant"),
+        ("modles: {}\n", "unexpected"),
+        ("models: [\n", "not valid YAML"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(VariantsError, match=expected):
+            load_variants(bad)
