@@ -8,6 +8,8 @@ so the numbers are near zero: the point is that every stage runs; ``docs/`` desc
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +31,9 @@ def step(title: str) -> float:
 
 def run(cmd: list[str]) -> None:
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    # Tiny models run fastest on one thread; a user's own setting wins.
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
 
 
 def lm_eval_cmd(model_args: str, tasks: str, output: Path, *extra: str) -> list[str]:
@@ -55,26 +59,56 @@ def main() -> None:
     model = build_tiny_model(out / "tiny-model", chat_template=True)
     print(f"model in {model} ({time.perf_counter() - t:.1f}s)")
 
-    step("2. Evaluate it with lm-eval: sycophancy_answer on the embedded sample")
-    results = out / "lm_eval"
-    run(
-        lm_eval_cmd(
-            f"pretrained={model},dtype=float32", "sycophancy_answer", results, "--apply_chat_template"
-        )
+    step(
+        "2. Evaluate it with lm-eval: sycophancy_answer and sycophancy_ays (one pass) on the embedded sample"
     )
+    results = out / "results"
+    base_args = f"pretrained={model},dtype=float32"
+    run(lm_eval_cmd(base_args, "sycophancy_answer,sycophancy_ays", results, "--apply_chat_template"))
 
-    step("3. Build a small SAA preference set from the BCT-format fixtures (offline)")
+    step("3. The paper's adaptive Are-You-Sure dialogue over the same lm-eval backend")
+    run([str(BIN / "syco-dialogue"), "--model", "hf", "--model_args", base_args, "--device", "cpu",
+         "--batch_size", "16", "--tasks", "sycophancy_ays_aqua_mc,sycophancy_ays_trivia_qa",
+         "--metadata", "data_dir=embedded", "--gen_kwargs", "max_gen_toks=16", "--apply_chat_template",
+         "--bootstrap_iters", "0", "--output_path", str(out / "dialogue")])  # fmt: skip
+
+    step("4. Build a small SAA preference set from the BCT-format fixtures")
     saa = out / "saa"
     run([sys.executable, "-m", "saa_data", "build", "--out", str(saa),
          "--bct", str(REPO / "tests/fixtures/saa/bct_sample.jsonl"),
          "--sources", str(REPO / "tests/fixtures/saa/sources"),
          "--n-correct", "4", "--n-incorrect", "4", "--eval-data-dir", "embedded"])  # fmt: skip
 
+    step("5. Align the tiny model: ORPO + LoRA on the smoke preference data plus that SAA set")
+    adapter = out / "models" / "tiny-aligned-saa"
+    run([str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "training" / "orpo.py"),
+         "--config", str(REPO / "training/configs/smoke.yaml"), "--model_name_or_path", str(model),
+         "--saa_path", str(saa), "--output_dir", str(adapter)])  # fmt: skip
+
+    step("6. Evaluate the adapter with the same tasks (lm-eval's peft= argument)")
+    run(lm_eval_cmd(f"{base_args},peft={adapter}", "sycophancy_answer,sycophancy_ays", results,
+                    "--apply_chat_template"))  # fmt: skip
+
+    step("7. Build the leaderboard site from both runs (sample data, hence --allow-sample)")
+    variants = out / "leaderboard.yaml"
+    variants.write_text(
+        "variant_order: [instruct, aligned-SAA]\n"
+        f"models:\n  {json.dumps(str(model))}: {{base: tiny-llama, variant: instruct}}\n"
+        f"  {json.dumps(str(adapter))}: {{base: tiny-llama, variant: aligned-SAA}}\n"
+    )
+    site = out / "site"
+    run([sys.executable, "-m", "leaderboard", "build", str(results), "--out", str(site),
+         "--variants", str(variants), "--allow-sample"])  # fmt: skip
+
     print(f"\nDone in {time.perf_counter() - start:.0f}s. Outputs:")
     print(f"  tiny model:       {model}")
     print(f"  SAA set:          {saa / 'saa.jsonl'} (card: {saa / 'README.md'})")
-    for path in sorted(results.rglob("*.json*")):
-        print(f"  lm-eval output:   {path}")
+    print(f"  LoRA adapter:     {adapter} (data_manifest.json, resolved_config.yaml)")
+    print(f"  dialogue run:     {out / 'dialogue'}")
+    print(f"  leaderboard:      {site / 'index.html'}")
+    for path in sorted(results.rglob("results_*.json")):
+        print(f"  lm-eval results:  {path}")
 
 
 if __name__ == "__main__":
