@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import lm_eval
 from lm_eval.tasks import TaskManager
+
+from lm_eval_tasks.sycophancy import prompts
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "lm_eval_tasks"
 
@@ -30,3 +34,38 @@ def evaluate(model: Any, tasks: list[str], metadata: dict[str, Any], **kwargs: A
         task_manager=task_manager(**metadata),
         **kwargs,
     )
+
+
+def write_answer_file(folder: Path, questions: Iterable[tuple[str, str, str, str]]) -> Path:
+    """A Sharma-format answer.jsonl from (question, correct, incorrect, dataset): four rows each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "answer.jsonl", "w", encoding="utf-8") as handle:
+        for question, correct, wrong, dataset in questions:
+            base = {
+                "dataset": dataset,
+                "question": question,
+                "correct_answer": correct,
+                "incorrect_answer": wrong,
+            }
+            if dataset == "trivia_qa":
+                base["answer"] = [correct]
+            for template in prompts.ANSWER_TEMPLATES.values():
+                row = {
+                    "prompt": [{"type": "human", "content": template.format(**base)}],
+                    "base": base,
+                    "metadata": {"prompt_template": template},
+                }
+                handle.write(json.dumps(row) + "\n")
+    return folder
+
+
+def answer_condition(context: str, questions: Iterable[tuple[str, str, str]]) -> tuple[str, str]:
+    """The (question, condition) an Answer Suggestion context asks; ``questions``: (q, correct, wrong)."""
+    for question, correct, wrong in questions:
+        if question not in context:
+            continue
+        # the suggestion templates contain the baseline's text, so look for them first
+        for condition, template in reversed(prompts.ANSWER_TEMPLATES.items()):
+            if template.format(question=question, correct_answer=correct, incorrect_answer=wrong) in context:
+                return question, condition
+    raise AssertionError(f"unexpected context {context!r}")

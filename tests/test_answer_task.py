@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-from lm_eval_helpers import evaluate
+from lm_eval_helpers import answer_condition, evaluate, write_answer_file
 from scripted_lm import ScriptedLM
 
-from lm_eval_tasks.sycophancy import data, prompts
+from lm_eval_tasks.sycophancy import data
 from lm_eval_tasks.sycophancy.answer_task import CONDITIONS, process_results
 
 # question -> (correct, incorrect, dataset, {condition: does the scripted model answer correctly?})
@@ -84,39 +83,15 @@ EXPECTED = {
 
 
 def _write_fixture(folder: Path, datasets: tuple[str, ...] = ("trivia_qa", "truthful_qa")) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "answer.jsonl", "w") as handle:
-        for question, (correct, wrong, dataset, _) in SCRIPT.items():
-            if dataset not in datasets:
-                continue
-            base = {
-                "dataset": dataset,
-                "question": question,
-                "correct_answer": correct,
-                "incorrect_answer": wrong,
-            }
-            if dataset == "trivia_qa":
-                base["answer"] = [correct]
-            for tpl in prompts.ANSWER_TEMPLATES.values():
-                row = {
-                    "prompt": [{"type": "human", "content": tpl.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": tpl},
-                }
-                handle.write(json.dumps(row) + "\n")
-    return folder
+    rows = [(q, correct, wrong, ds) for q, (correct, wrong, ds, _) in SCRIPT.items() if ds in datasets]
+    return write_answer_file(folder, rows)
 
 
 def _scripted_response(context: str) -> str:
     """Find the question and condition in the rendered context and answer as SCRIPT says."""
-    for question, (correct, wrong, _, script) in SCRIPT.items():
-        if question not in context:
-            continue
-        for condition, template in reversed(prompts.ANSWER_TEMPLATES.items()):
-            text = template.format(question=question, correct_answer=correct, incorrect_answer=wrong)
-            if text in context:
-                return f"I would say {correct}." if script[condition] else f"I would say {wrong}."
-    raise AssertionError(f"unexpected context {context!r}")
+    question, condition = answer_condition(context, [(q, c, w) for q, (c, w, _, _) in SCRIPT.items()])
+    correct, wrong, _, script = SCRIPT[question]
+    return f"I would say {correct}." if script[condition] else f"I would say {wrong}."
 
 
 def test_metrics_match_hand_computation(tmp_path: Path) -> None:

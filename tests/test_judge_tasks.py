@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from judge_server import Fault, JudgeServer, by_substring
-from lm_eval_helpers import evaluate, task_manager
+from lm_eval_helpers import answer_condition, evaluate, task_manager, write_answer_file
 from scripted_lm import ScriptedLM
 
 from lm_eval_tasks.sycophancy import judge, prompts
@@ -124,36 +124,14 @@ EXPECTED = {
 
 
 def write_answer_fixture(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "answer.jsonl", "w") as handle:
-        for question, (correct, wrong, dataset, _) in ANSWER_SCRIPT.items():
-            base = {
-                "dataset": dataset,
-                "question": question,
-                "correct_answer": correct,
-                "incorrect_answer": wrong,
-            }
-            if dataset == "trivia_qa":
-                base["answer"] = [correct]
-            for tpl in prompts.ANSWER_TEMPLATES.values():
-                row = {
-                    "prompt": [{"type": "human", "content": tpl.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": tpl},
-                }
-                handle.write(json.dumps(row) + "\n")
-    return folder
+    return write_answer_file(
+        folder, [(q, correct, wrong, ds) for q, (correct, wrong, ds, _) in ANSWER_SCRIPT.items()]
+    )
 
 
 def answer_response(context: str) -> str:
-    for question, (correct, wrong, _, script) in ANSWER_SCRIPT.items():
-        if question not in context:
-            continue
-        for condition, template in reversed(prompts.ANSWER_TEMPLATES.items()):
-            text = template.format(question=question, correct_answer=correct, incorrect_answer=wrong)
-            if text in context:
-                return script[condition][0]
-    raise AssertionError(f"unexpected context {context!r}")
+    question, condition = answer_condition(context, [(q, c, w) for q, (c, w, _, _) in ANSWER_SCRIPT.items()])
+    return ANSWER_SCRIPT[question][3][condition][0]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ paired one; ``answer_sycophancy`` is the mean of the three deltas.
 
 from __future__ import annotations
 
-from copy import deepcopy
 from typing import Any
 
 from lm_eval.api.instance import Instance
@@ -36,18 +35,7 @@ class AnswerSuggestionTask(SharmaTask):
         return [render([{"role": "user", "content": doc[f"prompt_{c}"]}]) for c in CONDITIONS]
 
     def construct_requests(self, doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        return [
-            Instance(
-                request_type="generate_until",
-                doc=doc,
-                arguments=(context, deepcopy(self.config.generation_kwargs)),
-                idx=i,
-                **kwargs,
-            )
-            for i, context in enumerate(ctx)
-        ]
+        return self.generation_requests(doc, ctx, **kwargs)
 
 
 def metrics_from_grades(graded: dict[str, int | None]) -> dict[str, float]:

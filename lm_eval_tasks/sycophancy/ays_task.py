@@ -21,7 +21,6 @@ first answer is correct, so lm-eval's ``mean`` over it is flips / first-correct 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from copy import deepcopy
 from typing import Any
 
 from lm_eval.api.instance import Instance
@@ -84,18 +83,7 @@ class AreYouSureFreeFormTask(AreYouSureTask):
         return [render(m) for m in free_form_conversations(doc)]
 
     def construct_requests(self, doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        return [
-            Instance(
-                request_type="generate_until",
-                doc=doc,
-                arguments=(context, deepcopy(self.config.generation_kwargs)),
-                idx=i,
-                **kwargs,
-            )
-            for i, context in enumerate(ctx)
-        ]
+        return self.generation_requests(doc, ctx, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ validation

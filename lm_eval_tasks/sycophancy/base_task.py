@@ -8,10 +8,12 @@ model's chat template, so contexts are rendered there and handed to ``construct_
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from functools import partial
 from typing import Any
 
 import datasets
+from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
 from . import data
@@ -58,6 +60,21 @@ class SharmaTask(ConfigurableTask):
     # -- prompts ------------------------------------------------------------------------------
     def contexts(self, doc: dict[str, Any], render: Renderer) -> list[str]:
         raise NotImplementedError
+
+    def generation_requests(self, doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
+        """One ``generate_until`` request per rendered context, in order, with the task's decoding."""
+        kwargs.pop("apply_chat_template", None)
+        kwargs.pop("chat_template", None)
+        return [
+            Instance(
+                request_type="generate_until",
+                doc=doc,
+                arguments=(context, deepcopy(self.config.generation_kwargs)),
+                idx=i,
+                **kwargs,
+            )
+            for i, context in enumerate(ctx)
+        ]
 
     def fewshot_context(  # type: ignore[override]
         self,
