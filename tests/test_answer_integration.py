@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lm_eval_helpers import TASKS_DIR, evaluate
+from proc import run_group
 
 from lm_eval_tasks.sycophancy.answer_task import CONDITIONS
 from lm_eval_tasks.sycophancy.grading import grade_free_form
@@ -105,7 +106,7 @@ def test_real_cli_run_and_samples_file(tiny_model: Path, tmp_path: Path) -> None
         str(out_dir),
         "--log_samples",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    proc = run_group(cmd, 600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sycophancy_answer" in proc.stdout
     results_file = next(out_dir.rglob("results_*.json"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 import torch
 from conftest import REPO, TASKS_DIR
 from lm_eval.tasks import TaskManager
+from proc import run_group
 
 from lm_eval_tasks.sycophancy import data
 from lm_eval_tasks.sycophancy.lm_eval_fixes import apply_metric_merge_fix
@@ -131,9 +131,7 @@ def test_accelerate_launch_two_processes(split_dir: Path, tmp_path: Path) -> Non
         "--log_samples",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL
-    )
+    proc = run_group(cmd, 400, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "on rank 1" in proc.stdout + proc.stderr  # documents really were split
     (results_file,) = (tmp_path / "out").rglob("results_*.json")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
+from proc import run_group
 
 from lm_eval_tasks.sycophancy import data, prompts
 
@@ -142,9 +142,7 @@ def test_cli_runs_the_group_and_samples_reproduce_it(tiny_model: Path, tmp_path:
         "--gen_kwargs", "max_gen_toks=8", "--limit", "2", "--output_path", str(out), "--log_samples",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
+    proc = run_group(cmd, 300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (results_file,) = out.rglob("results_*.json")
     results = json.loads(results_file.read_text())

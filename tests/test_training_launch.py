@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, TASKS_DIR
+from proc import run_group
 
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
@@ -26,8 +27,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+def _run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = run_group(cmd, timeout, cwd=REPO, env=_env())
     if proc.returncode != 0:
         pytest.fail(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

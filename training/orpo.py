@@ -133,6 +133,9 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
         )
     trainer.accelerator.print(f"Adapter, tokenizer and manifests saved to {output_dir}.")
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
+        # Every rank must reach the teardown together: rank 0 writes its files first, and a rank that
+        # starts destroying a gloo group alone was seen to hang there after training had finished.
+        trainer.accelerator.wait_for_everyone()
         trainer.end()
     return trainer
 
