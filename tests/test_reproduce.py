@@ -1,0 +1,164 @@
+"""scripts/reproduce.py: the paper grid's dry run, a reduced toy grid end to end, resume after a failure.
+
+These check that the pipeline runs and resumes, not the direction of any effect (docs/toy-world.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import reproduce  # noqa: E402
+
+CONFIGS = REPO / "scripts" / "configs"
+PAPER_MODELS = ("mistral-7b-instruct-v0.2", "mistral-7b-instruct-v0.3", "gemma-7b-it", "falcon-7b-instruct")
+VARIANTS = ("instruct", "aligned", "aligned-SAA")
+
+
+def test_paper_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys) -> None:
+    out = tmp_path / "paper"
+    assert (
+        reproduce.main(["--config", str(CONFIGS / "paper.yaml"), "--output_dir", str(out), "--dry-run"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert not out.exists()  # nothing ran, nothing was written
+    blocks = [b for b in printed.split("\n# ") if b.strip()]
+    names = [b.lstrip("# ").splitlines()[0] for b in blocks]
+    expected = ["saa"]
+    for model in PAPER_MODELS:
+        for variant in VARIANTS:
+            if variant != "instruct":
+                expected.append(f"train/{model}/{variant}")
+            expected.append(f"eval/{model}/{variant}")
+    expected.append("leaderboard")
+    assert sorted(names) == sorted(expected)
+    commands = {b.lstrip("# ").splitlines()[0]: b.splitlines()[1] for b in blocks}
+    assert "-m saa_data build" in commands["saa"]
+    train = commands["train/gemma-7b-it/aligned-SAA"]
+    assert "accelerate launch" in train and "training/orpo.py" in train
+    assert "training/configs/paper.yaml" in train and "--model_name_or_path google/gemma-7b-it" in train
+    assert f"--datasets dpo_mix_en saa --saa_path {out / 'saa'}" in train
+    assert "--datasets" not in commands["train/gemma-7b-it/aligned"]
+    for model in PAPER_MODELS:
+        evaluated = commands[f"eval/{model}/aligned"]
+        assert f"peft={out / 'models' / model / 'aligned'}" in evaluated
+        assert "--tasks sycophancy_answer,sycophancy_ays" in evaluated
+        assert "--apply_chat_template" in evaluated and "--log_samples" in evaluated
+        assert "peft=" not in commands[f"eval/{model}/instruct"]
+    assert f"--variants {out / 'leaderboard_variants.yaml'}" in commands["leaderboard"]
+
+
+def test_only_selects_one_cell(capsys) -> None:
+    config = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
+    steps = reproduce.plan(config, Path("/nowhere"))
+    names = [s.name for s in reproduce.select(steps, "gemma-7b-it/aligned")]
+    assert names == ["saa", "train/gemma-7b-it/aligned", "eval/gemma-7b-it/aligned", "leaderboard"]
+    with pytest.raises(SystemExit, match="no such MODEL/VARIANT"):
+        reproduce.select(steps, "gemma-7b-it/typo")
+
+
+def reduced_toy_config(out: Path) -> Path:
+    """toy.yaml with a world and training small enough for a test (a minute or so)."""
+    config = yaml.safe_load((CONFIGS / "toy.yaml").read_text())
+    config["output_dir"] = str(out)
+    config["world"].update(n_train=3, n_eval=2, steps=20, hidden=32, layers=2, batch_size=8)
+    config["training"]["launch"] = ["{python}"]  # one process: skip the accelerate launcher's start-up
+    config["training"]["args"] = {"num_train_epochs": 1, "logging_steps": 1}
+    path = out.parent / "toy_reduced.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int, str]:
+    root = tmp_path_factory.mktemp("toy_grid")
+    out = root / "out"
+    config = reduced_toy_config(out)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = reproduce.main(["--config", str(config), "--progress_every", "5"])
+    return config, out, code, buffer.getvalue()
+
+
+def test_reduced_toy_grid_runs_end_to_end(toy_run) -> None:
+    _, out, code, printed = toy_run
+    assert code == 0, printed + "".join(p.read_text()[-3000:] for p in (out / "logs").glob("*.log"))
+    world = out / "world"
+    assert (world / "eval_data" / "answer.jsonl").is_file() and (
+        world / "base-model" / "config.json"
+    ).is_file()
+    for variant in ("aligned", "aligned-SAA"):
+        trained = out / "models" / "toy" / variant
+        assert (trained / "adapter_config.json").is_file() and (trained / "train_summary.json").is_file()
+    for variant in VARIANTS:
+        results = list((out / "results" / "toy" / variant).rglob("results_*.json"))
+        assert len(results) == 1, variant
+        tasks = json.loads(results[0].read_text())["results"]
+        assert {"sycophancy_answer_trivia_qa", "sycophancy_ays_aqua_mc"} <= set(tasks)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {v["status"] for v in manifest.values()} == {"done"}
+    assert len(manifest) == 1 + 2 + 3 + 1
+    site = out / "site"
+    assert (site / "index.html").is_file()
+    text = " ".join(p.read_text(errors="replace") for p in site.rglob("*") if p.suffix in (".json", ".csv"))
+    for variant in VARIANTS:  # every variant is on the leaderboard, placed under the one base model
+        assert variant in text, variant
+    assert "[done] leaderboard" in printed
+    assert "s | " in printed  # progress lines of running steps
+
+
+def test_rerun_skips_every_finished_step(toy_run, capsys) -> None:
+    config, out, code, _ = toy_run
+    assert code == 0
+    before = (out / "manifest.json").read_text()
+    assert reproduce.main(["--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[skip]") == 7 and "[run ]" not in printed
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_failed_step_stops_and_a_rerun_continues_from_it(tmp_path, capsys) -> None:
+    """A step that fails once (a missing file, or a killed process): the run stops naming its log; the
+    rerun skips what finished and runs the failed step and everything after it."""
+    out = tmp_path / "grid"
+    marker = tmp_path / "fixed"
+    py = sys.executable
+
+    def steps() -> list[reproduce.Step]:
+        return [
+            reproduce.Step("first", [py, "-c", f"open({str(out / 'a')!r}, 'w').write('a')"], out / "a"),
+            reproduce.Step(
+                "second",
+                [py, "-c", f"import os, sys; os.path.exists({str(marker)!r}) or os.kill(os.getpid(), 9)"],
+                out / "logs",
+                after=["first"],
+            ),
+            reproduce.Step("third", [py, "-c", f"open({str(out / 'c')!r}, 'w').write('c')"], out / "c"),
+        ]
+
+    out.mkdir()
+    assert reproduce.run(steps(), out) != 0
+    printed = capsys.readouterr().out
+    assert "[FAIL] second" in printed and str(out / "logs" / "second.log") in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["first"]["status"] == "done" and manifest["second"]["status"] == "failed"
+    assert "third" not in manifest and not (out / "c").exists()
+
+    marker.write_text("fixed")
+    assert reproduce.run(steps(), out) == 0
+    printed = capsys.readouterr().out
+    assert "[skip] first" in printed and "[done] second" in printed and "[done] third" in printed
+    assert (out / "c").is_file()
+
+    (out / "a").unlink()  # an output gone: that step runs again even though its fingerprint matches
+    assert reproduce.run(steps(), out) == 0
+    assert "[done] first" in capsys.readouterr().out
