@@ -1,8 +1,10 @@
 """The end-to-end demo, offline, on the embedded sample: ``make demo``.
 
-Builds a tiny random model (seconds, no download), evaluates it with the sycophancy tasks through the
-real ``lm_eval`` command line, and says where every output went. A random tiny model knows nothing,
-so the numbers are near zero: the point is that every stage runs; ``docs/`` describes real runs.
+Steps 1-7 build a tiny random model (seconds, no download) and run every part on it: both tasks
+through the real ``lm_eval`` command line, the dialogue, the SAA builder, ORPO training, the adapter's
+evaluation and the leaderboard. A random model knows nothing, so those numbers are near zero. Step 8
+is the toy world (``scripts/configs/toy.yaml``): a small model trained on invented facts, then
+aligned two ways, where the sycophancy measures move for real (``docs/toy-world.md``).
 """
 
 from __future__ import annotations
@@ -101,12 +103,18 @@ def main() -> None:
     run([sys.executable, "-m", "leaderboard", "build", str(results), "--out", str(site),
          "--variants", str(variants), "--allow-sample"])  # fmt: skip
 
+    step("8. The toy world: a 0.7M-parameter model that knows invented facts, aligned two ways (about 5 min)")
+    toy = out / "toy"
+    run([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--config",
+         str(REPO / "scripts" / "configs" / "toy.yaml"), "--output_dir", str(toy)])  # fmt: skip
+
     print(f"\nDone in {time.perf_counter() - start:.0f}s. Outputs:")
     print(f"  tiny model:       {model}")
     print(f"  SAA set:          {saa / 'saa.jsonl'} (card: {saa / 'README.md'})")
     print(f"  LoRA adapter:     {adapter} (data_manifest.json, resolved_config.yaml)")
     print(f"  dialogue run:     {out / 'dialogue'}")
     print(f"  leaderboard:      {site / 'index.html'}")
+    print(f"  toy world:        {toy / 'site' / 'index.html'} (findings explained in docs/toy-world.md)")
     for path in sorted(results.rglob("results_*.json")):
         print(f"  lm-eval results:  {path}")
 
