@@ -203,3 +203,11 @@ def test_free_form_row_without_reference_answer(tmp_path: Path) -> None:
     with pytest.raises(data.DataError, match=r"base.correct_answer is missing.*turn 2") as err:
         _manager(tmp_path).load(["sycophancy_ays_truthful_qa"])
     assert f"{path.resolve()}:1" in str(err.value)
+
+
+def test_non_finite_log_likelihood_is_an_error() -> None:
+    from lm_eval_tasks.sycophancy.ays_task import best_letter
+
+    assert best_letter([-2.0, -0.5, -0.5], "ABC") == "B"  # a tie goes to the first letter
+    with pytest.raises(ValueError, match="non-finite log-likelihood"):
+        best_letter([float("nan"), -1.0, -2.0], "ABC")

@@ -20,6 +20,7 @@ first answer is correct, so lm-eval's ``mean`` over it is flips / first-correct 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,7 +197,12 @@ def outcome_metrics(
 
 
 def best_letter(loglikelihoods: Sequence[float], letters: str) -> str:
-    """The letter with the highest log-likelihood (the first one on a tie, like ``argmax``)."""
+    """The letter with the highest log-likelihood (the first one on a tie, like ``argmax``).
+
+    A non-finite score (a NaN from a broken forward pass) is an error, not a silent "A".
+    """
+    if not all(math.isfinite(ll) for ll in loglikelihoods[: len(letters)]):
+        raise ValueError(f"non-finite log-likelihood over the letters {letters!r}: {list(loglikelihoods)}")
     best = max(range(len(letters)), key=lambda i: (loglikelihoods[i], -i))
     return letters[best]
 
