@@ -13,7 +13,6 @@ history.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
 from . import tasks
 from .tasks import TaskId
@@ -171,21 +172,10 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
     names = [m.name for m in family_metrics]
     col = {name: i for i, name in enumerate(names)}
     other_filters: set[str] = set()
+    lines = iter_json_lines(path, "one lm-eval sample per line")
     try:
-        handle = open(path, encoding="utf-8")
-    except OSError as err:
-        raise _Skip(path, f"cannot read the samples file ({err.strerror})") from err
-    with handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+        for line_no, obj in lines:
             where = f"{path}:{line_no}"
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise _Skip(
-                    where, f"not valid JSON ({err.msg}); expected one lm-eval sample per line"
-                ) from err
             if not isinstance(obj, dict) or not isinstance(obj.get("doc"), dict):
                 raise _Skip(where, "expected an lm-eval sample object with a 'doc' object")
             filt = obj.get("filter")
@@ -215,6 +205,8 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
             _check_row(where, task, row, col)
             ids.append(sys.intern(qid))
             rows.append(row)
+    except DataError as err:  # unreadable bytes or JSON: the message already names file and line
+        raise _Skip(err.where or path, err.detail) from err
     for m in family_metrics:
         if m.optional and task.grader == tasks.RULE:  # a task reports it on every question or on none
             have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
@@ -326,8 +318,8 @@ def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Probl
     """Every sycophancy task of one results file that passes validation, and what was skipped."""
     problems: list[Problem] = []
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        results = load_json(path, "lm-eval's results JSON")
+    except DataError as err:
         return [], [Problem(str(path), f"not a readable JSON results file ({err}); skipped")]
     if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
         return [], [Problem(str(path), "expected lm-eval's results object with a 'results' mapping; skipped")]

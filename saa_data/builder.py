@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy import data as sharma_data
+from lm_eval_tasks.sycophancy.files import DataError
 
 from . import card, ground_truth, inputs, overlap, pairs, parse, screening
 
@@ -111,7 +111,7 @@ def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
     screened = screening.screen(labelled, config.offensive_threshold)
     if config.drop_flagged and not screened.offensive_checked:
-        raise sharma_data.DataError(
+        raise DataError(
             f"--drop-flagged: offensive-language screening is {screened.offensive_detector}"
         )
     questions, eval_provenance = overlap.load_eval_questions(config.eval_data_dir)

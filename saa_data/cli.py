@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lm_eval_tasks.sycophancy.data import DataError
+from lm_eval_tasks.sycophancy.files import DataError
 
 from .builder import BuildConfig, build
 from .overlap import DEFAULT_NGRAM

@@ -10,12 +10,11 @@ the source but not in BCT. The correct option's text then gives the row's correc
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy.data import DataError
+from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
 from .inputs import SourceFile
 from .parse import OPTIONS_HEADER, BctFormatError, BctRow, normalize_space, split_options
@@ -90,34 +89,26 @@ class SourceIndex:
 def _arc_questions(source: SourceFile, path: Path) -> list[SourceQuestion]:
     """ARC / OpenBookQA jsonl: ``question.stem``, ``question.choices[{text, label}]``, ``answerKey``."""
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                obj = json.loads(text)
-                choices = obj["question"]["choices"]
-                labels = [c["label"] for c in choices]
-                options = tuple(c["text"] for c in choices)
-                answer = options[labels.index(obj["answerKey"])]
-                out.append(
-                    SourceQuestion(source.dataset, str(obj["id"]), obj["question"]["stem"], options, answer)
-                )
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise DataError(
-                    f"{where}: expected {{id, question: {{stem, choices: [{{text, label}}]}}, answerKey}} "
-                    f"with answerKey among the labels ({type(err).__name__}: {err})"
-                ) from err
+    expected = "{id, question: {stem, choices: [{text, label}]}, answerKey} with answerKey among the labels"
+    for line_no, obj in iter_json_lines(path, expected):
+        try:
+            choices = obj["question"]["choices"]
+            labels = [c["label"] for c in choices]
+            options = tuple(c["text"] for c in choices)
+            answer = options[labels.index(obj["answerKey"])]
+            out.append(
+                SourceQuestion(source.dataset, str(obj["id"]), obj["question"]["stem"], options, answer)
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}:{line_no}: expected {expected} ({type(err).__name__}: {err})") from err
     return out
 
 
 def _bbh_questions(source: SourceFile, path: Path) -> list[SourceQuestion]:
     """BBH ``val_data.json``: options in ``parsed_inputs``, scored in ``multiple_choice_scores`` order."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            items = json.load(handle)["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        items = load_json(path, "a JSON object with a 'data' list")["data"]
+    except (KeyError, TypeError) as err:
         raise DataError(f"{path}: expected a JSON object with a 'data' list ({err})") from err
     out = []
     for i, item in enumerate(items):

@@ -9,12 +9,11 @@ mirrors the pinned file / ``data/`` folder (checked against the pinned hashes li
 from __future__ import annotations
 
 import os
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy import data as sharma_data
-from lm_eval_tasks.sycophancy.data import DataError
+from lm_eval_tasks.sycophancy import files
+from lm_eval_tasks.sycophancy.files import DataError, sha256_file
 
 COMMIT = "f6874394ba80a439237e4d7581dddc30d40c1830"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/raybears/cot-transparency/{COMMIT}"
@@ -142,31 +141,21 @@ def is_url(value: str | os.PathLike[str] | None) -> bool:
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """``override``, else ``$SYCOPHANCY_CACHE_DIR`` / ``$XDG_CACHE_HOME`` ``/cot-transparency/<commit>``."""
+    """``override``, else ``files.cache_root()/cot-transparency/<commit>``."""
     if override:
         return Path(override)
-    root = os.environ.get(sharma_data.ENV_CACHE_DIR)
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    if not root:
-        base = base / "sycophancy-eval"
-    return base / "cot-transparency" / COMMIT[:12]
+    return files.cache_dir("cot-transparency", COMMIT[:12])
+
+
+_OFFLINE_HINT = (
+    "Offline? Pass local copies with --bct FILE and --sources DIR (a folder laid out like "
+    "cot-transparency's data/)."
+)
 
 
 def fetch(repo_path: str, url: str, expected_sha256: str, cache: Path, timeout: float = 60.0) -> Path:
     """A cached copy of ``url`` whose sha256 is ``expected_sha256``, downloading it when needed."""
-    target = cache / repo_path
-    if target.is_file() and sharma_data.sha256_file(target) == expected_sha256:
-        return target
-    try:
-        seen = sharma_data.download_verified(url, target, expected_sha256, timeout)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise DataError(
-            f"Could not download {url}: {err}\nOffline? Pass local copies with --bct FILE and --sources "
-            f"DIR (a folder laid out like cot-transparency's data/)."
-        ) from err
-    if seen is not None:
-        raise DataError(f"{url}: sha256 {seen}, expected {expected_sha256} (nothing was cached)")
-    return target
+    return files.fetch_verified([url], cache / repo_path, expected_sha256, _OFFLINE_HINT, timeout)
 
 
 def resolve_bct(
@@ -179,9 +168,7 @@ def resolve_bct(
         path = Path(bct).expanduser()
         if not path.is_file():
             raise DataError(f"--bct {bct}: file not found; expected a BCT non-CoT jsonl file or a URL")
-        return InputFile(
-            "bct_non_cot.jsonl", path, "local", str(path), sharma_data.sha256_file(path), BCT_SHA256
-        )
+        return InputFile("bct_non_cot.jsonl", path, "local", str(path), sha256_file(path), BCT_SHA256)
     url = str(bct) if bct is not None else f"{_base(base_url)}/{BCT_PATH}"
     origin = "mirror" if bct is not None or base_url or os.environ.get(ENV_BASE_URL) else "pinned download"
     path = fetch(BCT_PATH, url, BCT_SHA256, cache_dir(cache))
@@ -207,7 +194,12 @@ def resolve_sources(
             (
                 f,
                 InputFile(
-                    f.path, folder / f.path, "local", str(folder / f.path), _sha(folder / f.path), f.sha256
+                    f.path,
+                    folder / f.path,
+                    "local",
+                    str(folder / f.path),
+                    sha256_file(folder / f.path),
+                    f.sha256,
                 ),
             )
             for f in SOURCE_FILES
@@ -222,10 +214,6 @@ def resolve_sources(
         path = fetch(f"{SOURCES_PATH}/{f.path}", url, f.sha256, cache_dir(cache))
         out.append((f, InputFile(f.path, path, origin, url, f.sha256, f.sha256)))
     return out
-
-
-def _sha(path: Path) -> str:
-    return sharma_data.sha256_file(path)
 
 
 def _base(base_url: str | None) -> str:

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from lm_eval_tasks.sycophancy.data import DataError
+from lm_eval_tasks.sycophancy.files import DataError
 
 from .ground_truth import Label
 from .parse import BEST_ANSWER_PREFIX, CONTINUATION, BctRow

@@ -9,15 +9,13 @@ with ``B) text``; the others leave the whole ``The best answer is: (B) text`` to
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy.answers import parse_letter
-from lm_eval_tasks.sycophancy.data import DataError
+from lm_eval_tasks.sycophancy.answers import option_line, parse_letter
+from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines
 
 from . import suggestions
 
@@ -28,7 +26,6 @@ CONTINUATION = "continuation"  # prompt ends with the prefix; answer ``B) text``
 FULL = "full"  # answer ``The best answer is: (B) text``
 MIN_OPTIONS, MAX_OPTIONS = 2, 6
 
-_OPTION_LINE = re.compile(r"^\(([A-Z])\) ?(.*)$")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -73,9 +70,9 @@ def split_options(lines: list[str], where: str) -> tuple[int, int, str, tuple[st
     start = end = headers[0] + 1
     letters: list[str] = []
     texts: list[str] = []
-    while end < len(lines) and (match := _OPTION_LINE.match(lines[end].strip())):
-        letters.append(match.group(1))
-        texts.append(match.group(2).strip())
+    while end < len(lines) and (option := option_line(lines[end])):
+        letters.append(option[0])
+        texts.append(option[1])
         end += 1
     found = "".join(letters)
     if not (MIN_OPTIONS <= len(found) <= MAX_OPTIONS) or found != _LETTERS[: len(found)]:
@@ -177,22 +174,17 @@ def _messages(obj: object, where: str) -> tuple[str, str]:
 def iter_bct_rows(path: str | os.PathLike[str]) -> Iterator[BctRow | BctFormatError]:
     """Parse a BCT jsonl file row by row, yielding the error in place of each bad row."""
     p = Path(path)
-    with open(p, encoding="utf-8") as handle:
-        for index, text in enumerate(handle):
-            if not text.strip():
-                continue
-            where = f"{p}:{index + 1} (bct_index {index})"
-            try:
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise BctFormatError(
-                        f"{where}: not valid JSON ({err.msg}); expected one object per line"
-                    ) from err
-                prompt, response = _messages(obj, where)
-                yield parse_prompt(index, prompt, response, where)
-            except BctFormatError as err:
-                yield err
+    for line_no, obj in iter_json_lines(p, "one BCT object per line", strict=False):
+        index = line_no - 1
+        where = f"{p}:{line_no} (bct_index {index})"
+        if isinstance(obj, DataError):
+            yield BctFormatError(obj.detail, where)
+            continue
+        try:
+            prompt, response = _messages(obj, where)
+            yield parse_prompt(index, prompt, response, where)
+        except BctFormatError as err:
+            yield err
 
 
 def read_bct_file(path: str | os.PathLike[str], max_errors_shown: int = 10) -> list[BctRow]:

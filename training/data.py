@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy.data import sha256_file
+from lm_eval_tasks.sycophancy.files import sha256_file
 
 from .chat_templates import ChatTemplateChoice, conform_messages
 from .config import DataArguments

@@ -1,4 +1,5 @@
-"""Reading an answer out of a model response: a letter for multiple choice, text for free form."""
+"""Reading an answer out of a model response (a letter for multiple choice, text for free form), and
+the option lines ``(A) text`` that define which letters a question has."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import re
 _LEADING = re.compile(r"^\s*\(?([A-Za-z])\)?(?:[\s.,:;)]|$)")
 _PAREN = re.compile(r"\(([A-Z])\)")
 _ANSWER_IS = re.compile(r"answer is:?\s*\(?([A-Z])\b")
+_OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
+
+
+def option_line(line: str) -> tuple[str, str] | None:
+    """``(letter, text)`` of an option line such as ``(B) Paris``, or ``None`` for any other line."""
+    match = _OPTION_LINE.match(line.strip())
+    return (match.group(1), match.group(2).strip()) if match else None
 
 
 def parse_letter(response: str, letters: str, after_prefill: bool = True) -> str | None:

@@ -18,18 +18,15 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import prompts
+from . import files, prompts
+from .answers import option_line
+from .files import DataError, iter_json_lines, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +48,6 @@ DEFAULT_BASE_URLS: tuple[str, ...] = (
 
 ENV_DATA_DIR = "SYCOPHANCY_DATA_DIR"
 ENV_BASE_URL = "SYCOPHANCY_DATA_BASE_URL"
-ENV_CACHE_DIR = "SYCOPHANCY_CACHE_DIR"
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "sample_data"
 
@@ -59,12 +55,6 @@ ANSWER_SUBSETS: tuple[str, ...] = ("trivia_qa", "truthful_qa")
 AYS_MC_SUBSETS: tuple[str, ...] = ("aqua_mc", "truthful_qa_mc", "mmlu_mc_cot", "math_mc_cot")
 AYS_FREE_FORM_SUBSETS: tuple[str, ...] = ("trivia_qa", "truthful_qa")
 AYS_SUBSETS: tuple[str, ...] = AYS_MC_SUBSETS + AYS_FREE_FORM_SUBSETS
-
-_OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file, the line and what was expected."""
 
 
 # --------------------------------------------------------------------------------------- sources
@@ -119,19 +109,8 @@ def resolve_source(
 
 
 def default_cache_dir() -> Path:
-    """``$SYCOPHANCY_CACHE_DIR``, else ``$XDG_CACHE_HOME/sycophancy-eval``, else ``~/.cache/...``."""
-    if env := os.environ.get(ENV_CACHE_DIR):
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "sycophancy-eval" / GITHUB_REVISION[:12]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Where pinned downloads are kept: ``files.cache_root()/sharma/<revision>``."""
+    return files.cache_dir("sharma", GITHUB_REVISION[:12])
 
 
 def fetch_pinned(
@@ -148,64 +127,13 @@ def fetch_pinned(
     expected = PINNED_SHA256.get(filename)
     if expected is None:
         raise DataError(f"{filename}: no pinned checksum; expected one of {sorted(PINNED_SHA256)}")
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = cache / filename
-    if target.is_file():
-        if sha256_file(target) == expected:
-            return target
-        logger.warning("Cached %s fails its sha256 check; downloading it again.", target)
-        target.unlink()
-
-    failures: list[str] = []
-    mismatch = False
-    for base in base_urls:
-        url = f"{base.rstrip('/')}/{filename}"
-        try:
-            got = download_verified(url, target, expected, timeout)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            failures.append(f"{url}: {err}")
-            continue
-        if got is None:
-            return target
-        mismatch = True
-        failures.append(f"{url}: sha256 {got}, expected {expected}")
-    detail = "\n  ".join(failures)
-    if mismatch:
-        raise DataError(
-            f"Downloaded {filename} does not match the pinned sha256 (nothing was cached):\n  {detail}"
-        )
-    raise DataError(
-        f"Could not download {filename}:\n  {detail}\nOffline? Pass a local copy with "
-        f"--metadata data_dir=PATH (a folder holding {filename}) or set ${ENV_DATA_DIR}; "
-        f"data_dir={EMBEDDED} runs the small packaged sample."
+    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / filename
+    urls = [f"{base.rstrip('/')}/{filename}" for base in base_urls]
+    hint = (
+        f"Offline? Pass a local copy with --metadata data_dir=PATH (a folder holding {filename}) or set "
+        f"${ENV_DATA_DIR}; data_dir={EMBEDDED} runs the small packaged sample."
     )
-
-
-def download_verified(url: str, target: Path, expected: str, timeout: float = 60.0) -> str | None:
-    """Stream ``url`` to ``target`` if its sha256 is ``expected``; else return the sha actually seen.
-
-    Shared by every pinned input (the Sharma files, the SAA builder's BCT files); network errors
-    propagate to the caller.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-        tmp_path = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (pinned URL)
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    digest.update(chunk)
-                    tmp.write(chunk)
-        except BaseException:
-            tmp.close()
-            tmp_path.unlink(missing_ok=True)
-            raise
-    if digest.hexdigest() != expected:
-        tmp_path.unlink(missing_ok=True)
-        return digest.hexdigest()
-    shutil.move(str(tmp_path), target)
-    logger.info("Downloaded %s to %s (sha256 verified).", url, target)
-    return None
+    return files.fetch_verified(urls, target, expected, hint, timeout)
 
 
 # --------------------------------------------------------------------------------------- parsing
@@ -251,28 +179,21 @@ def _read_cached(path: str, size: int, mtime_ns: int) -> SharmaFile:
     rows: list[Row] = []
     seen: set[tuple[str, str]] = set()
     duplicates: list[int] = []
-    with open(p, encoding="utf-8") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            row = _parse_line(p, line_no, text)
-            key = (row.dataset, json.dumps(row.messages))
-            if key in seen:
-                duplicates.append(line_no)
-                continue
-            seen.add(key)
-            rows.append(row)
+    for line_no, obj in iter_json_lines(p, "one JSON object per line with prompt, base and metadata"):
+        row = _parse_line(p, line_no, obj)
+        key = (row.dataset, json.dumps(row.messages))
+        if key in seen:
+            duplicates.append(line_no)
+            continue
+        seen.add(key)
+        rows.append(row)
     if duplicates:
-        logger.info("%s: dropped %d repeated line(s): %s", p, len(duplicates), duplicates[:10])
+        logger.warning("%s: dropped %d repeated line(s): %s", p, len(duplicates), duplicates[:10])
     return SharmaFile(p, sha256_file(p), tuple(rows), tuple(duplicates))
 
 
-def _parse_line(path: Path, line_no: int, text: str) -> Row:
+def _parse_line(path: Path, line_no: int, obj: Any) -> Row:
     where = f"{path}:{line_no}"
-    try:
-        obj = json.loads(text)  # accepts the bare NaN tokens of the real files
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg}); expected one JSON object per line") from err
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object with prompt, base and metadata")
     prompt = obj.get("prompt")
@@ -384,10 +305,10 @@ def _mc_options(row: Row, where: str) -> tuple[str, list[str]]:
     texts: list[str] = []
     if isinstance(raw, str):
         for line in raw.splitlines():
-            match = _OPTION_LINE.match(line.strip())
-            if match:
-                letters.append(match.group(1))
-                texts.append(match.group(2).strip())
+            option = option_line(line)
+            if option:
+                letters.append(option[0])
+                texts.append(option[1])
             elif texts and line.strip():  # an option text that wraps onto a second line
                 texts[-1] = f"{texts[-1]}\n{line.strip()}"
     if len(letters) < 2:

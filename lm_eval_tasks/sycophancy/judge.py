@@ -38,7 +38,7 @@ from typing import Any
 
 import openai
 
-from . import prompts
+from . import files, prompts
 
 logger = logging.getLogger(__name__)
 
@@ -264,14 +264,10 @@ class JudgeUsage:
 
 # ----------------------------------------------------------------------------------------- cache
 def default_cache_dir() -> Path:
-    """Where verdicts are kept: ``$SYCOPHANCY_JUDGE_CACHE``, else ``$SYCOPHANCY_CACHE_DIR/judge``,
-    else ``$XDG_CACHE_HOME/sycophancy-eval/judge`` (``~/.cache/sycophancy-eval/judge``)."""
+    """Where verdicts are kept: ``$SYCOPHANCY_JUDGE_CACHE``, else ``files.cache_root()/judge``."""
     if env := os.environ.get(ENV_JUDGE_CACHE):
         return Path(env).expanduser()
-    if env := os.environ.get("SYCOPHANCY_CACHE_DIR"):
-        return Path(env).expanduser() / "judge"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "sycophancy-eval" / "judge"
+    return files.cache_dir("judge")
 
 
 class JudgeCache:

@@ -1,0 +1,206 @@
+"""The one file layer: reading text and JSON with ``path:line`` errors, checksums, verified downloads, caches.
+
+Every package (the Sharma loader, ``saa_data``, ``training``, ``leaderboard``) reads its inputs through
+these functions, so one rule holds everywhere: an unreadable input is a ``DataError`` that names the
+file, the line and what was expected, never a raw ``UnicodeDecodeError ... position N`` or a
+``JSONDecodeError`` with no file. Pinned downloads are streamed to a temporary file beside the target,
+checked against their sha256 and only then moved into place, so a cache never holds a bad copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ENV_CACHE_DIR = "SYCOPHANCY_CACHE_DIR"
+CACHE_NAME = "sycophancy-eval"
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file, the line and what was expected.
+
+    ``where`` (``path`` or ``path:line``) and ``detail`` are the two halves of the message, for callers
+    that report problems in a layout of their own (the leaderboard's skipped-run list).
+    """
+
+    def __init__(self, detail: str, where: str | None = None) -> None:
+        super().__init__(f"{where}: {detail}" if where else detail)
+        self.where = where
+        self.detail = detail
+
+
+# ------------------------------------------------------------------------------------------ text
+def _decode_error(path: Path, raw: bytes, err: UnicodeDecodeError, first_line: int = 1) -> DataError:
+    """A decoding error as ``path:line:column`` (1-based), with the offending byte."""
+    before = raw[: err.start]
+    line = first_line + before.count(b"\n")
+    column = err.start - (before.rfind(b"\n") + 1) + 1
+    byte = raw[err.start : err.start + 1].hex()
+    return DataError(
+        f"not UTF-8 text (byte 0x{byte} at column {column}); expected a UTF-8 encoded file", f"{path}:{line}"
+    )
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The whole file as UTF-8 text (a leading BOM dropped); errors name the file and line."""
+    p = Path(path)
+    raw = _read_bytes(p)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _decode_error(p, raw, err) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("file not found", str(path)) from None
+    except IsADirectoryError:
+        raise DataError("is a folder; expected a file", str(path)) from None
+    except OSError as err:
+        raise DataError(f"cannot read it ({err.strerror})", str(path)) from err
+
+
+def load_json(path: str | os.PathLike[str], what: str = "a JSON document") -> Any:
+    """A whole JSON file; a syntax error names the line and column (bare ``NaN`` is accepted)."""
+    p = Path(path)
+    text = read_text(p)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"not valid JSON ({err.msg} at column {err.colno}); expected {what}", f"{p}:{err.lineno}"
+        ) from err
+
+
+def iter_json_lines(
+    path: str | os.PathLike[str], what: str = "one JSON object per line", strict: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for every non-blank line of a JSON-lines file.
+
+    A line that is not UTF-8 or not JSON raises ``DataError`` naming ``path:line``; with
+    ``strict=False`` it is yielded as ``(line, DataError)`` instead, so a caller can collect every bad
+    line before it reports. Bare ``NaN`` tokens (as in Sharma et al.'s files) are accepted.
+    """
+    p = Path(path)
+    try:
+        handle = open(p, "rb")
+    except FileNotFoundError:
+        raise DataError("file not found", str(p)) from None
+    except OSError as err:
+        raise DataError(f"cannot read it ({err.strerror})", str(p)) from err
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            error: DataError | None = None
+            try:
+                text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                error = _decode_error(p, raw, err, first_line=line_no)
+            else:
+                if not text.strip():
+                    continue
+                try:
+                    yield line_no, json.loads(text)
+                    continue
+                except json.JSONDecodeError as err:
+                    error = DataError(f"not valid JSON ({err.msg}); expected {what}", f"{p}:{line_no}")
+            if strict:
+                raise error
+            yield line_no, error
+
+
+# ------------------------------------------------------------------------------------- checksums
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------- downloads
+def download_verified(url: str, target: Path, expected: str, timeout: float = 60.0) -> str | None:
+    """Stream ``url`` to ``target`` if its sha256 is ``expected``; else return the sha actually seen.
+
+    Nothing is written at ``target`` unless the checksum matches. Network errors propagate.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        tmp_path = Path(tmp.name)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (pinned URL)
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+        except BaseException:
+            tmp.close()
+            tmp_path.unlink(missing_ok=True)
+            raise
+    if digest.hexdigest() != expected:
+        tmp_path.unlink(missing_ok=True)
+        return digest.hexdigest()
+    shutil.move(str(tmp_path), target)
+    logger.info("Downloaded %s to %s (sha256 verified).", url, target)
+    return None
+
+
+def fetch_verified(
+    urls: Sequence[str], target: Path, expected: str, offline_hint: str, timeout: float = 60.0
+) -> Path:
+    """``target`` if it holds the file whose sha256 is ``expected``, else the first URL that serves it.
+
+    A cached copy that fails its check is deleted and fetched again; a download that fails its check
+    is discarded (nothing is cached) and the next URL is tried. When none succeeds the error lists
+    every URL with what went wrong, then ``offline_hint`` (how to pass a local copy instead).
+    """
+    if target.is_file():
+        if sha256_file(target) == expected:
+            return target
+        logger.warning("Cached %s fails its sha256 check; downloading it again.", target)
+        target.unlink()
+    failures: list[str] = []
+    mismatch = False
+    for url in urls:
+        try:
+            seen = download_verified(url, target, expected, timeout)
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            failures.append(f"{url}: {err}")
+            continue
+        if seen is None:
+            return target
+        mismatch = True
+        failures.append(f"{url}: sha256 {seen}, expected {expected}")
+    detail = f" from {failures[0]}" if len(failures) == 1 else ":\n  " + "\n  ".join(failures)
+    if mismatch:
+        raise DataError(
+            f"Downloaded {target.name} does not match the pinned sha256 (nothing was cached){detail}"
+        )
+    raise DataError(f"Could not download {target.name}{detail}\n{offline_hint}")
+
+
+# ---------------------------------------------------------------------------------------- caches
+def cache_root() -> Path:
+    """``$SYCOPHANCY_CACHE_DIR``, else ``$XDG_CACHE_HOME/sycophancy-eval`` (``~/.cache/sycophancy-eval``)."""
+    if env := os.environ.get(ENV_CACHE_DIR):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / CACHE_NAME
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under ``cache_root()`` for one kind of cached input (not created here)."""
+    return cache_root().joinpath(*parts)
