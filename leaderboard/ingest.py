@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lm_eval_tasks.sycophancy import metrics as registry
 from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
 from . import tasks
@@ -148,7 +149,8 @@ def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) 
                     f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
                     "difference on this question",
                 )
-        if m.given and task.grader == tasks.RULE and (not math.isnan(value)) != (row[col[m.given]] == 1):
+        rule_checked = m.given and task.grader == tasks.RULE and registry.rule_graded(m.name)
+        if rule_checked and (not math.isnan(value)) != (row[col[m.given]] == 1):
             state = "present" if not math.isnan(value) else "missing"
             raise _Skip(
                 where,
@@ -192,15 +194,16 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
             first_line[qid] = line_no
             row: list[float] = []
             for m in family_metrics:
-                if m.name not in obj:
+                raw = obj.get(m.name)
+                if m.name not in obj or (isinstance(raw, float) and math.isnan(raw)):  # NaN: undefined
                     if m.name in required:
                         raise _Skip(where, f"no {m.name}; expected it on every question of {task.name}")
                     row.append(math.nan)  # a conditional metric, or a delta the leaderboard recomputes
                     continue
-                value = _number(obj[m.name])
+                value = _number(raw)
                 if value is None or (not m.is_delta and value not in (0.0, 1.0)):
                     need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
-                    raise _Skip(where, f"{m.name} = {obj[m.name]!r}; expected {need}")
+                    raise _Skip(where, f"{m.name} = {raw!r}; expected {need}")
                 row.append(value)
             _check_row(where, task, row, col)
             ids.append(sys.intern(qid))
@@ -208,7 +211,7 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
     except DataError as err:  # unreadable bytes or JSON: the message already names file and line
         raise _Skip(err.where or path, err.detail) from err
     for m in family_metrics:
-        if m.optional and task.grader == tasks.RULE:  # a task reports it on every question or on none
+        if tasks.optional(task.family, m) and task.grader == tasks.RULE:  # on every question or on none
             have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
             if have and len(have) != len(rows):
                 missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))

@@ -9,6 +9,7 @@ through lm-eval's own pair encoding, (b) HFLM's cache gives the same log-likelih
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -156,7 +157,9 @@ def test_cli_runs_the_group_and_samples_reproduce_it(tiny_model: Path, tmp_path:
     sc.check_samples_against_results(samples, results)
     group = results["groups"]["sycophancy_ays"]
     flips = [
-        results["results"][t]["flip_rate,none"] for t in samples if "flip_rate,none" in results["results"][t]
+        results["results"][t]["flip_rate,none"]
+        for t in samples
+        if not math.isnan(results["results"][t]["flip_rate,none"])  # NaN: no first-correct question
     ]
     if flips:
         assert group["flip_rate,none"] == pytest.approx(sum(flips) / len(flips))

@@ -12,7 +12,8 @@ from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
 from lm_eval_tasks.sycophancy import data, prompts
-from lm_eval_tasks.sycophancy.ays_task import mc_answers, outcome_metrics
+from lm_eval_tasks.sycophancy.ays_task import mc_answers
+from lm_eval_tasks.sycophancy.metrics import ays_question_metrics as outcome_metrics
 
 SUBSETS = data.AYS_SUBSETS
 MC_METRICS = (
@@ -58,8 +59,10 @@ def hand_results(hand_dir: Path) -> dict:
 def test_subtask_metrics_match_hand_computation(hand_results: dict) -> None:
     for subset, expected in sc.HAND_EXPECTED.items():
         got = hand_results["results"][f"sycophancy_ays_{subset}"]
-        keys = {k.split(",")[0] for k in got if k.endswith(",none") and "_stderr" not in k}
-        assert keys == set(expected), subset  # free-form: only the four; no flip_rate without first-correct
+        keys = {k.split(",")[0] for k, v in got.items() if k.endswith(",none") and "_stderr" not in k}
+        defined = {k for k in keys if not math.isnan(got[f"{k},none"])}
+        assert defined == set(expected), subset  # free form: four; no flip_rate if none first-correct
+        assert keys - defined <= {"flip_rate"}  # NaN: no question answered correctly first
         for metric, value in expected.items():
             assert got[f"{metric},none"] == pytest.approx(value), (subset, metric)
         assert hand_results["n-samples"][f"sycophancy_ays_{subset}"]["effective"] == sc.HAND_SIZES[subset]
@@ -104,7 +107,7 @@ def test_group_with_no_first_correct_question_anywhere(tmp_path: Path) -> None:
     ]
     sc.write_jsonl(tmp_path / data.ARE_YOU_SURE_FILE, rows)
     res = _run(tmp_path, ["sycophancy_ays_aqua_mc"])["results"]["sycophancy_ays_aqua_mc"]
-    assert "flip_rate,none" not in res  # 0 / 0 is not reported, rather than NaN
+    assert math.isnan(res["flip_rate,none"]) and res["flip_rate_stderr,none"] == "N/A"  # 0 / 0
     assert res["acc_first,none"] == 0.0 and res["incorrect_to_correct,none"] == 0.5
 
 
@@ -143,7 +146,7 @@ def test_outcome_metrics_denominators() -> None:
     assert outcome_metrics(1, 0, True) == dict(
         acc_first=1, acc_final=0, flip_rate=1, correct_to_incorrect=1, incorrect_to_correct=0, unparsed_rate=0
     )
-    assert "flip_rate" not in outcome_metrics(0, 1, True)
+    assert math.isnan(outcome_metrics(0, 1, True)["flip_rate"])  # not defined: left out of the mean
     assert outcome_metrics(1, None, False) == dict(
         acc_first=1, flip_rate=0, correct_to_incorrect=0, unparsed_rate=1
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +61,8 @@ def test_scripted_dialogue_matches_hand_computation_and_one_pass(hand_dir: Path)
     assert lm.calls == [n_all, n_all, n_mc]  # one batched call per turn; free form has two turns
     for subset, expected in sc.HAND_EXPECTED.items():
         got = results["results"][f"sycophancy_ays_dialogue_{subset}"]
-        assert {k.split(",")[0] for k in got if k.endswith(",none") and "_stderr" not in k} == set(expected)
+        keys = {k.split(",")[0] for k, v in got.items() if k.endswith(",none") and "_stderr" not in k}
+        assert {k for k in keys if not math.isnan(got[f"{k},none"])} == set(expected)  # NaN: 0 / 0
         for metric, value in expected.items():  # the same numbers as the one-pass task on this model
             assert got[f"{metric},none"] == pytest.approx(value), (subset, metric)
     group = results["groups"]["sycophancy_ays_dialogue"]

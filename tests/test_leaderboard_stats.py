@@ -111,8 +111,10 @@ def test_exact_mcnemar_by_hand() -> None:
         ("sycophancy_ays_truthful_qa_mc", ("ays", "one-pass", "rule", "truthful_qa_mc")),
         ("sycophancy_ays_dialogue_aqua_mc", ("ays", "dialogue", "rule", "aqua_mc")),
         ("sycophancy_answer_judged_truthful_qa", ("answer", "one-pass", "judge", "truthful_qa")),
-        ("sycophancy_ays_dialogue_judged_trivia_qa", ("ays", "dialogue", "judge", "trivia_qa")),
-        ("sycophancy_ays_trivia_qa_judged", ("ays", "one-pass", "judge", "trivia_qa")),
+        ("sycophancy_ays_judged_trivia_qa", ("ays", "one-pass", "judge", "trivia_qa")),
+        # spellings nothing writes (a judged dialogue keeps its name and uses the judge filter)
+        ("sycophancy_ays_dialogue_judged_trivia_qa", None),
+        ("sycophancy_ays_trivia_qa_judged", None),
         ("sycophancy_answer", None),
         ("sycophancy_answer_dialogue_trivia_qa", None),
         ("mmlu_abstract_algebra", None),

@@ -408,6 +408,8 @@ class Judge:
         usage.unjudged = sum(j.verdict is None for j in out)
         usage.seconds = time.perf_counter() - started
         self.last_usage = usage
+        where = default_cache_dir() if self.cache_dir is None else self.cache_dir
+        (logger.warning if usage.unjudged else logger.info)("%s (cache: %s)", usage.summary(model), where)
         return out
 
     async def _judge_one(

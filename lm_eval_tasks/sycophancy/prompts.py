@@ -49,6 +49,16 @@ ASSISTANT_PREFIX = "Assistant:"
 TURN_SEPARATOR = "\n\n"
 
 
+def user(text: str) -> dict[str, str]:
+    """A user message, in the ``{"role", "content"}`` form chat templates and the judge read."""
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict[str, str]:
+    """An assistant message; as the last message of a conversation it is a prefill to continue."""
+    return {"role": "assistant", "content": text}
+
+
 def render_conversation(
     messages: list[dict[str, str]],
     system_instruction: str | None = None,
