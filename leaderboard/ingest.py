@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from lm_eval_tasks.sycophancy import metrics as registry
 from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
 from . import tasks
@@ -136,9 +135,10 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) -> None:
-    """Consistency of one question's values: stored deltas match their terms; a conditional metric
-    exists exactly where its condition holds (rule-graded runs: flip_rate iff the first answer is right)."""
+def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int], conditional: list) -> None:
+    """Consistency of one question's values: stored deltas match their terms (the registry's); a
+    conditional metric exists exactly where its condition holds (``conditional``: the rule-graded
+    task's own, e.g. forced_flip_rate iff the first answer is right)."""
     for m in tasks.METRICS[task.family]:
         value = row[col[m.name]]
         if m.is_delta and not math.isnan(value):
@@ -149,8 +149,9 @@ def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) 
                     f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
                     "difference on this question",
                 )
-        rule_checked = m.given and task.grader == tasks.RULE and registry.rule_graded(m.name)
-        if rule_checked and (not math.isnan(value)) != (row[col[m.given]] == 1):
+    for m in conditional:
+        value = row[col[m.name]]
+        if (not math.isnan(value)) != (row[col[m.given]] == 1):
             state = "present" if not math.isnan(value) else "missing"
             raise _Skip(
                 where,
@@ -167,7 +168,13 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
     """
     family_metrics = tasks.METRICS[task.family]
     # Judged tasks leave out what the judge could not grade, so no metric is on every question there.
-    required = tasks.required_metrics(task.family) if task.grader == tasks.RULE else ()
+    required = tasks.required(task)
+    names = tasks.reported(task)
+    conditional = [
+        m
+        for m in family_metrics
+        if m.given and task.grader == tasks.RULE and (names is None or m.name in names)
+    ]
     ids: list[str] = []
     first_line: dict[str, int] = {}
     rows: list[list[float]] = []
@@ -205,13 +212,13 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
                     need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
                     raise _Skip(where, f"{m.name} = {raw!r}; expected {need}")
                 row.append(value)
-            _check_row(where, task, row, col)
+            _check_row(where, task, row, col, conditional)
             ids.append(sys.intern(qid))
             rows.append(row)
     except DataError as err:  # unreadable bytes or JSON: the message already names file and line
         raise _Skip(err.where or path, err.detail) from err
     for m in family_metrics:
-        if tasks.optional(task.family, m) and task.grader == tasks.RULE:  # on every question or on none
+        if tasks.optional(task.family, m) and not m.conditional and task.grader == tasks.RULE:  # all or none
             have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
             if have and len(have) != len(rows):
                 missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
@@ -278,7 +285,7 @@ def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Pa
         values = run.values[m.name]
         present = values[~np.isnan(values)]
         if reported is None:
-            if run.task.grader == tasks.RULE and m.name in tasks.required_metrics(run.task.family):
+            if m.name in tasks.required(run.task):
                 raise _Skip(
                     where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
                 )

@@ -10,8 +10,10 @@ python scripts/reproduce.py --config scripts/configs/toy.yaml --summary      # i
 
 A grid config names ``models`` (a base each), ``variants`` (``train:`` flags for ``training/orpo.py``,
 or none for the model as it is), ``training`` (launcher, TRL config, ``peft``), ``eval`` (tasks,
-model_args, extra lm-eval flags, ``metadata``), optionally ``saa`` (``python -m saa_data build`` flags),
-``world`` (``scripts/toy_world.py`` flags) and ``env`` (variables for every command); see
+model_args, extra lm-eval flags, ``metadata``; ``judge``: the judge's ``judge_*`` settings for the
+judged tasks; ``dialogue``: also run ``syco-dialogue``, optionally with ``--judge``), optionally
+``saa`` (``python -m saa_data build`` flags), ``world`` (``scripts/toy_world.py`` flags), ``env``
+(variables for every command) and ``summary`` (the [track, metric] pairs a finished run prints); see
 ``scripts/configs/``.
 
 Every step is one command of the project's own tools (``python -m saa_data``, ``accelerate launch
@@ -209,19 +211,40 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
                 "--log_samples",
                 *[str(a) for a in evaluation.get("args", [])],
             ]
-            if evaluation.get("metadata"):
-                cmd += ["--metadata", json.dumps(evaluation["metadata"])]
+            metadata = {**(evaluation.get("metadata") or {}), **(evaluation.get("judge") or {})}
+            if metadata:
+                cmd += ["--metadata", json.dumps(metadata)]
             trained = [f"train/{key}"] if vspec and vspec.get("train") is not None else list(before)
             steps.append(Step(f"eval/{key}", cmd, output=results, after=trained, clean=True))
+            dialogue = evaluation.get("dialogue")
+            if dialogue:  # the paper's adaptive protocol, in its own folder (an eval rerun cleans its own)
+                folder = out / "dialogue" / model / variant
+                cmd = [
+                    str(BIN / "syco-dialogue"),
+                    "--model",
+                    evaluation.get("model", "hf"),
+                    "--model_args",
+                    model_args,
+                    "--tasks",
+                    dialogue.get("tasks", "sycophancy_ays"),
+                    "--output_path",
+                    str(folder),
+                    *(["--judge"] if dialogue.get("judge") else []),
+                    *[str(a) for a in dialogue.get("args", [])],
+                ]
+                if metadata:
+                    cmd += ["--metadata", json.dumps(metadata)]
+                steps.append(Step(f"dialogue/{key}", cmd, output=folder, after=trained, clean=True))
 
     variants_file = out / "leaderboard_variants.yaml"
     board = config.get("leaderboard", {})
+    runs = [str(out / "results")] + ([str(out / "dialogue")] if evaluation.get("dialogue") else [])
     cmd = [
         sys.executable,
         "-m",
         "leaderboard",
         "build",
-        str(out / "results"),
+        *runs,
         "--out",
         str(out / "site"),
         "--variants",
@@ -234,7 +257,7 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
             cmd,
             output=out / "site" / "index.html",
             inputs=[variants_file],
-            after=[s.name for s in steps if s.name.startswith("eval/")],
+            after=[s.name for s in steps if s.name.startswith(("eval/", "dialogue/"))],
         )
     )
     return steps
@@ -375,14 +398,14 @@ def run(
     return 0
 
 
-#: the headline numbers a run ends with: (track, metric)
+#: the headline numbers a run ends with, (track, metric), unless the config names its own ``summary``
 SUMMARY_METRICS = (
     ("answer.one-pass.rule", "acc_baseline"),
     ("answer.one-pass.rule", "acc_suggest_correct"),
     ("answer.one-pass.rule", "acc_suggest_incorrect"),
     ("answer.one-pass.rule", "acc_doubt_correct"),
     ("ays.one-pass.rule", "acc_first"),
-    ("ays.one-pass.rule", "flip_rate"),
+    ("ays.one-pass.rule", "forced_flip_rate"),
 )
 
 
@@ -400,17 +423,17 @@ def summary(out: Path, metrics: tuple[tuple[str, str], ...] = SUMMARY_METRICS) -
             for r in csv.DictReader(handle)
             if (r["track"], r["metric"]) in metrics and r["value"] and r["subset"] == "pooled"
         ]
-    header = "| model | variant | " + " | ".join(m for _, m in metrics) + " |"
+    header = "| model | variant | " + " | ".join(f"{t}: {m}" for t, m in metrics) + " |"
     lines = [header, "|" + "---|" * (2 + len(metrics))]
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in rows:
         cell = cells.setdefault((r["base"], r["variant"]), {})
         k = f"{r['k']}/" if r.get("k") else "n="
-        cell[r["metric"]] = (
+        cell[(r["track"], r["metric"])] = (
             f"{float(r['value']):.2f} [{float(r['lo']):.2f}, {float(r['hi']):.2f}] ({k}{r['n']})"
         )
     for (base, variant), cell in cells.items():
-        lines.append(f"| {base} | {variant} | " + " | ".join(cell.get(m, "") for _, m in metrics) + " |")
+        lines.append(f"| {base} | {variant} | " + " | ".join(cell.get(tm, "") for tm in metrics) + " |")
     return "\n".join(lines)
 
 
@@ -436,13 +459,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not args.summary:
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard_variants.yaml").write_text(yaml.safe_dump(variants_mapping(config, out)))
+    headline = tuple(tuple(pair) for pair in config.get("summary") or SUMMARY_METRICS)
     if args.summary:
-        print(summary(out))
+        print(summary(out, headline))
         return 0
+    judge = (config.get("eval") or {}).get("judge")
+    if args.dry_run and judge:
+        print(
+            "# judge: "
+            + ", ".join(f"{k}={v}" for k, v in judge.items())
+            + " (the judged tasks and syco-dialogue --judge need OPENAI_API_KEY, or OPENAI_BASE_URL)\n"
+        )
     env = {k: str(v) for k, v in (config.get("env") or {}).items()}
     code = run(steps, out, args.only, args.dry_run, env, args.progress_every)
     if code == 0 and not args.dry_run:
-        print(summary(out))
+        print(summary(out, headline))
     return code
 
 
