@@ -24,8 +24,9 @@ accelerate launch --cpu training/orpo.py --config training/configs/smoke.yaml \
     --model_name_or_path /tmp/tiny --output_dir /tmp/smoke
 ```
 
-Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the latest
-checkpoint in `--output_dir`) or a checkpoint folder. The output folder gets the LoRA adapter, the
+Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the newest
+complete checkpoint in `--output_dir`; one cut short by a kill while it was saved is skipped, and named)
+or a checkpoint folder. The output folder gets the LoRA adapter, the
 tokenizer (with the chat template used), `resolved_config.yaml` and `data_manifest.json`.
 """
 
@@ -43,15 +44,17 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     import torch
     import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
     from training.chat_templates import apply_policy
+    from training.checkpoints import resolve_resume
     from training.data import prepare_preference_data, write_manifest
     from training.trainer import SycophancyORPOTrainer
 
     if not model_args.model_name_or_path:
         raise ValueError("--model_name_or_path is required (a hub id or a local model folder)")
+    # before any loading, so a bad --resume_from_checkpoint fails in seconds
+    resume, note = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
 
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
@@ -109,11 +112,8 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
         f"chat template policy {template.policy}."
     )
 
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {output_dir}")
+    if note:
+        trainer.accelerator.print(note)
     trainer.train(resume_from_checkpoint=resume)
 
     trainer.save_model(training_args.output_dir)
