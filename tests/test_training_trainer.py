@@ -30,7 +30,7 @@ def _dataset(model_dir: Path):
         dpo_mix_en_path=str(FIXTURES / "dpo_mix_en_smoke.json"),
         saa_path=str(FIXTURES / "saa"),
     )
-    return tok, prepare_preference_data(args, tok, max_length=384, template=choice).to_dataset()
+    return tok, prepare_preference_data(args, tok, max_length=384, template=choice).dataset
 
 
 def _trainer(model_dir: Path, out: Path, cls=SycophancyORPOTrainer, model=None, **overrides):

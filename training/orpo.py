@@ -67,7 +67,6 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
 
     with training_args.main_process_first(desc="preparing preference data"):
         data = prepare_preference_data(script_args, tokenizer, training_args.max_length, template)
-    train_dataset = data.to_dataset()
 
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path,
@@ -82,7 +81,9 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     trainer = SycophancyORPOTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.dataset,
+        # the held-out split of test_split_size, evaluated as trl/scripts/dpo.py does
+        eval_dataset=data.eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=callbacks,
@@ -153,9 +154,15 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
 def cli(argv: list[str] | None = None) -> None:
     """Entry point of ``accelerate launch training/orpo.py`` and the ``syco-train`` console script."""
+    from lm_eval_tasks.sycophancy.files import DataError
+    from training.checkpoints import CheckpointError
+
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    main(script_args, training_args, model_args)
+    try:
+        main(script_args, training_args, model_args)
+    except (DataError, CheckpointError) as err:  # an input error: its message, not a traceback
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
