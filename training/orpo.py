@@ -26,8 +26,10 @@ accelerate launch --cpu training/orpo.py --config training/configs/smoke.yaml \
 
 Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the newest
 complete checkpoint in `--output_dir`; one cut short by a kill while it was saved is skipped, and named)
-or a checkpoint folder. The output folder gets the LoRA adapter, the
-tokenizer (with the chat template used), `resolved_config.yaml` and `data_manifest.json`.
+or a checkpoint folder. Stop a run with Ctrl-C or by signalling the launcher's process group
+(`kill -TERM -- -PGID`); `accelerate launch` does not forward a SIGTERM sent to it alone. The output
+folder gets the LoRA adapter, the tokenizer (with the chat template used), `resolved_config.yaml` and
+`data_manifest.json`.
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
 def cli(argv: list[str] | None = None) -> None:
     """Entry point of ``accelerate launch training/orpo.py`` and the ``syco-train`` console script."""
+    from training.launcher import stop_with_launcher
+
+    stop_with_launcher()  # first: accelerate's launcher, killed alone, would leave this process training
     from lm_eval_tasks.sycophancy.files import DataError
     from training.checkpoints import CheckpointError
 
