@@ -247,3 +247,19 @@ def test_resume_skips_checkpoints_cut_short(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no complete checkpoint-\\* folder in"):
         resolve_resume("true", tmp_path / "checkpoint-3")
     assert resolve_resume(None, tmp_path) == (None, "")
+
+
+def test_test_split_size_is_held_out_and_evaluated(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL's ``test_split_size``: the held-out rows are evaluated (per source too), as dpo.py does."""
+    monkeypatch.chdir(REPO)
+    argv = ["--config", str(SMOKE), "--model_name_or_path", str(tiny_model), "--use_cpu", "true"]
+    argv += ["--output_dir", str(tmp_path), "--max_steps", "1", "--test_split_size", "0.2"]
+    trainer = _run_script([*argv, "--eval_strategy", "steps", "--eval_steps", "1"])
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == (20, 5)
+    evaluated = {key for entry in trainer.state.log_history for key in entry if key.startswith("eval_")}
+    assert "eval_loss" in evaluated
+    assert any(key.startswith(("eval_dpo_mix_en/", "eval_saa/")) for key in evaluated)
+    manifest = json.loads((tmp_path / "data_manifest.json").read_text())
+    assert manifest["split"] == {"train": 20, "test": 5}

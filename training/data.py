@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 SAA_REQUIRED = ("instruction", "chosen", "rejected")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 
+#: the columns of a converted row, in this order
+ROW_COLUMNS = ("prompt", "chosen", "rejected", "source", "row_id")
+
 DROP_IDENTICAL = "chosen_equals_rejected"
 DROP_EMPTY = "empty_response"
 DROP_TOO_LONG = "too_long"
@@ -120,9 +123,10 @@ def _convert(example: dict[str, Any], source: str) -> dict[str, Any]:
 
 def convert(raw: Dataset, source: str) -> Dataset:
     """:func:`read_records` output → TRL rows of ``source``'s layout (``Dataset.map``)."""
-    return raw.map(
+    rows = raw.map(
         _convert, fn_kwargs={"source": source}, remove_columns=["record"], desc=f"Converting {source}"
     )
+    return rows.select_columns(list(ROW_COLUMNS))
 
 
 def read_dpo_mix_en(path: str | os.PathLike[str]) -> Dataset:
