@@ -93,6 +93,9 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     )
     with pytest.raises(PreferenceDataError, match=r"saa\.jsonl:2: 'instruction' must be a string"):
         read_saa(saa)
+    saa.write_text("\n")
+    with pytest.raises(PreferenceDataError, match=r"saa\.jsonl: holds no preference records"):
+        read_saa(saa)
 
 
 def test_unusable_rows_are_dropped_and_counted() -> None:

@@ -259,8 +259,6 @@ def prepare_preference_data(
     located = [(spec.source, *locate(spec)) for spec in mixture.datasets]
     for name, resolved, provenance in located:
         rows = convert(read_records(resolved.path), name)
-        if not len(rows):
-            raise PreferenceDataError(f"{name}: {provenance['location']} holds no rows")
         kept, dropped = drop_unusable(rows)
         kept = kept.map(
             _conform,

@@ -132,4 +132,6 @@ def read_records(path: str | os.PathLike[str]) -> Dataset:
     for where, record in _read_records(Path(path)):
         labels.append(where)
         records.append(json.dumps(record, ensure_ascii=False))
+    if not records:
+        raise PreferenceDataError(f"{path}: holds no preference records")
     return Dataset.from_dict({"row_id": labels, "record": records})
