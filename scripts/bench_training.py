@@ -56,7 +56,7 @@ def build_trainer(kind: str, model_dir: str, steps: int, repeat: int):
         dpo_mix_en_path=str(FIXTURES / "dpo_mix_en_smoke.json"),
         saa_path=str(FIXTURES / "saa"),
     )
-    rows = prepare_preference_data(data_args, tokenizer, 384, choice).to_dataset()
+    rows = prepare_preference_data(data_args, tokenizer, 384, choice).dataset
     dataset = concatenate_datasets([rows] * repeat)
     on_gpu = torch.cuda.is_available()
     args = SycophancyORPOConfig(

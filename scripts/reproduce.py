@@ -28,14 +28,17 @@ leaderboard's headline numbers (value [95% interval] (k/n)) from the built site'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -317,23 +320,63 @@ def _last_line(path: Path) -> str:
     return lines[-1][:150] if lines else ""
 
 
+def _raise_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the step's whole process group, SIGKILL what is left after ``grace`` seconds.
+
+    The group, not the child: ``accelerate launch`` (without a distributed backend) does not pass a
+    SIGTERM on to the training process it started, which would train on and write its adapter.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the child, so a finished group reads as gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def run_step(step: Step, log_path: Path, env: dict[str, str], progress_every: float) -> int:
-    """Run one command into its log, echoing its latest log line every ``progress_every`` seconds."""
+    """Run one command into its log, echoing its latest log line every ``progress_every`` seconds.
+
+    The command runs in a process group of its own; Ctrl-C, SIGTERM or SIGHUP to this script stops
+    that whole group (the step stays not-done) before this script exits.
+    """
     start = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write("$ " + " ".join(shlex.quote(c) for c in step.cmd) + "\n")
-        log.flush()
-        proc = subprocess.Popen(step.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        while True:
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, _raise_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with open(log_path, "w") as log:
+            log.write("$ " + " ".join(shlex.quote(c) for c in step.cmd) + "\n")
+            log.flush()
+            proc = subprocess.Popen(
+                step.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+            )
             try:
-                return proc.wait(timeout=progress_every)
-            except subprocess.TimeoutExpired:
-                elapsed = time.perf_counter() - start
-                print(f"       {step.name} {elapsed:4.0f}s | {_last_line(log_path)}", flush=True)
-            except BaseException:  # Ctrl-C: stop the child too, the step stays not-done
-                proc.kill()
-                proc.wait()
+                while True:
+                    try:
+                        return proc.wait(timeout=progress_every)
+                    except subprocess.TimeoutExpired:
+                        elapsed = time.perf_counter() - start
+                        print(f"       {step.name} {elapsed:4.0f}s | {_last_line(log_path)}", flush=True)
+            except BaseException:
+                print(f"       stopping {step.name} (process group {proc.pid})", flush=True)
+                _stop_group(proc)
                 raise
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def run(
