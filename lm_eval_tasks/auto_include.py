@@ -2,10 +2,12 @@
 
 lm-eval 0.4.13 indexes its own task folder plus ``include_path`` and nothing else: it has no plugin
 discovery (our ``lm_eval.tasks`` entry point is declared for the release that has). So the package
-installs ``lm_eval_tasks_auto_include.pth``, whose one line puts a trigger on ``sys.meta_path``; the
-trigger imports nothing until ``lm_eval.tasks`` is first imported, then calls :func:`find_spec`,
-which loads lm-eval's module and lets :func:`patch` wrap ``TaskManager.__init__``. A process that
-never imports lm-eval pays for one string comparison per import, nothing else.
+installs, at the top of site-packages, ``lm_eval_tasks_auto_include.pth`` and the module it imports,
+``_lm_eval_tasks_trigger`` (both in ``build_backend/site_packages/``). The trigger waits on
+``sys.meta_path``, importing nothing, until ``lm_eval.tasks`` is first imported; then
+:func:`find_spec` loads lm-eval's module and :func:`patch` wraps ``TaskManager.__init__``. A process
+that never imports lm-eval pays for that one small import at start-up and a string comparison per
+import.
 
 The wrapped ``TaskManager`` indexes our folder as if it were the first ``include_path``, so what
 lm-eval documents stays true:
@@ -16,9 +18,9 @@ lm-eval documents stays true:
 - the caller's ``include_path`` comes after ours, so its tasks win a name clash;
 - if the installed lm-eval reads the ``lm_eval.tasks`` entry-point group itself, nothing is patched.
 
-``SYCOPHANCY_AUTO_INCLUDE=0`` (or ``false``/``no``/``off``) switches it off, at start-up (the trigger
-is not installed) or later (each ``TaskManager`` checks); ``--include_path "$(python -m
-lm_eval_tasks)"`` works either way.
+``SYCOPHANCY_AUTO_INCLUDE=0`` (or ``false``/``no``/``off``) switches it off, at start-up (no trigger)
+or later (each ``TaskManager`` checks); ``--include_path "$(python -m lm_eval_tasks)"`` works either
+way.
 """
 
 from __future__ import annotations
@@ -37,22 +39,23 @@ from typing import Any
 
 from lm_eval_tasks import TASKS_DIR
 
-#: set to ``0`` to leave lm-eval's ``TaskManager`` untouched (also read by the ``.pth`` line).
+#: set to ``0`` to leave lm-eval's ``TaskManager`` untouched (the trigger reads it too).
 ENV_VAR = "SYCOPHANCY_AUTO_INCLUDE"
 #: the entry-point group this package declares; an lm-eval that reads it needs no hook.
 ENTRY_POINT_GROUP = "lm_eval.tasks"
 #: the public module that defines ``TaskManager``; the trigger waits for it.
 TARGET = "lm_eval.tasks"
-#: the class name of the ``.pth``'s trigger (site may run the line twice; it checks for this name).
+#: the class name of the trigger's finder, which this module takes off ``sys.meta_path``.
 TRIGGER = "SycophancyAutoInclude"
-_OFF = ("0", "false", "no", "off")
+#: the values of ``$SYCOPHANCY_AUTO_INCLUDE`` that mean off (any case, spaces ignored).
+OFF_VALUES = ("0", "false", "no", "off")
 
 log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
     """False when ``$SYCOPHANCY_AUTO_INCLUDE`` says off."""
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in _OFF
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in OFF_VALUES
 
 
 def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
@@ -166,9 +169,9 @@ def lm_eval_reads_entry_points(tasks_module: ModuleType) -> bool:
     """Whether the installed lm-eval already reads the ``lm_eval.tasks`` entry-point group.
 
     0.4.13 does not. A release that does names the group beside an ``entry_points`` call, in its
-    task package or in its registry (where the model plugins of a later release are read). The
-    source is searched, not the loaded modules, because such code may sit in a module imported only
-    when a ``TaskManager`` is built; comments do not count. Unreadable source counts as "no".
+    task package or in ``lm_eval/api/registry.py`` (where its registries live). The source is
+    searched, not the loaded modules, because such code may sit in a module imported only when a
+    ``TaskManager`` is built; comments do not count. Unreadable source counts as "no".
     """
     package = Path(tasks_module.__file__ or "").parent
     sources = [*sorted(package.glob("*.py")), package.parent / "api" / "registry.py"]
@@ -177,7 +180,10 @@ def lm_eval_reads_entry_points(tasks_module: ModuleType) -> bool:
 
 def _names_group_and_calls_entry_points(path: Path) -> bool:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        if "entry_points" not in text or ENTRY_POINT_GROUP not in text:
+            return False  # the common case, without parsing (registry.py alone is 20 kB)
+        tree = ast.parse(text, filename=str(path))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return False
     names_group = calls_entry_points = False

@@ -32,13 +32,15 @@ from proc import run_group
 from lm_eval_tasks import TASKS_DIR, auto_include
 
 REPO = Path(__file__).resolve().parents[1]
-PTH = REPO / "lm_eval_tasks" / "lm_eval_tasks_auto_include.pth"
+HOOK_FILES = REPO / "build_backend" / "site_packages"  # what the wheels put at the top of site-packages
+PTH = HOOK_FILES / "lm_eval_tasks_auto_include.pth"
+TRIGGER_PY = HOOK_FILES / "_lm_eval_tasks_trigger.py"
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
 
 
 @pytest.fixture
 def hooked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """lm-eval's ``TaskManager`` patched as the .pth would (this venv may lack it), restored afterwards."""
+    """lm-eval's ``TaskManager`` patched as the trigger would (this venv may lack it), restored afterwards."""
     monkeypatch.delenv(auto_include.ENV_VAR, raising=False)
     monkeypatch.setattr(TaskManager, "__init__", TaskManager.__init__)
     assert auto_include.patch(lm_eval.tasks)
@@ -115,9 +117,16 @@ def test_include_defaults_false_really_indexes_only_that_folder(hooked: None, tm
 
 
 def test_an_explicit_include_path_of_our_folder_indexes_each_task_once(
-    hooked: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    hooked: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The real index, lm-eval's 14k built-ins included: no "overrides existing task" warning."""
+    """lm-eval's real indexer and merge: no "overrides existing task" warning for any of our tasks.
+
+    lm-eval's own 14k YAMLs are skipped here (seconds to parse, and no name of ours among them);
+    the CLI runs below index them too.
+    """
+    real_walk = TaskIndex._iter_yaml_files
+    skip_builtins = staticmethod(lambda root: iter(()) if Path(root) == LM_EVAL_TASKS else real_walk(root))
+    monkeypatch.setattr(TaskIndex, "_iter_yaml_files", skip_builtins)
     mine = str(_one_task_folder(tmp_path))
     with caplog.at_level(logging.WARNING, logger="lm_eval"):
         TaskManager(include_path=[mine, mine], include_defaults=False)  # a clash, to show it is heard
@@ -125,9 +134,10 @@ def test_an_explicit_include_path_of_our_folder_indexes_each_task_once(
         caplog.clear()
         manager = TaskManager(include_path=str(TASKS_DIR))
     assert heard and "my_only_task" in heard[0]
+    assert not [r.getMessage() for r in caplog.records if "overrides existing task" in r.getMessage()]
     ours = TaskIndex.build([TASKS_DIR])  # our folder alone
     assert {"sycophancy_answer", "sycophancy_answer_trivia_qa", "sycophancy_ays"} <= set(ours)
-    assert not [r.getMessage() for r in caplog.records if any(f"'{name}'" in r.getMessage() for name in ours)]
+    assert manager.all_tasks == sorted(ours)
     assert {name: manager.task_index[name].yaml_path for name in ours} == {
         n: e.yaml_path for n, e in ours.items()
     }
@@ -207,23 +217,43 @@ def test_lm_eval_0_4_13_does_not_read_entry_points() -> None:
     assert not auto_include.lm_eval_reads_entry_points(lm_eval.tasks)
 
 
-def test_the_pth_line_installs_one_trigger_and_honours_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_trigger_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_lm_eval_tasks_trigger_under_test", TRIGGER_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pth_imports_the_trigger_which_honours_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [line for line in PTH.read_text().splitlines() if line and not line.startswith("#")]
-    assert len(lines) == 1 and lines[0].startswith("import ")  # what site executes
-    for name in (auto_include.ENV_VAR, auto_include.TRIGGER, auto_include.TARGET, *auto_include._OFF):
-        assert f'"{name}"' in lines[0]
-    triggers = lambda: [f for f in sys.meta_path if type(f).__name__ == auto_include.TRIGGER]  # noqa: E731
+    assert lines == [f"import {TRIGGER_PY.stem}"]  # what site executes; a second run is a no-op import
     monkeypatch.setattr(
         sys, "meta_path", [f for f in sys.meta_path if type(f).__name__ != auto_include.TRIGGER]
     )
-    monkeypatch.setenv(auto_include.ENV_VAR, "0")
-    exec(lines[0], {})
+    triggers = lambda: [f for f in sys.meta_path if type(f).__name__ == auto_include.TRIGGER]  # noqa: E731
+    monkeypatch.setenv(auto_include.ENV_VAR, " Off ")
+    module = _run_trigger_module()
     assert triggers() == []
+    assert (module.ENV_VAR, module.OFF_VALUES, module.TARGET) == (
+        auto_include.ENV_VAR,
+        auto_include.OFF_VALUES,
+        auto_include.TARGET,
+    )
     monkeypatch.delenv(auto_include.ENV_VAR)
-    exec(lines[0], {})
-    exec(lines[0], {})  # site reads a venv's .pth files twice
-    assert len(triggers()) == 1
+    _run_trigger_module()
+    assert len(triggers()) == 1 and sys.meta_path[0] is triggers()[0]
     assert triggers()[0].find_spec("json", None, None) is None  # anything but lm_eval.tasks: untouched
+
+
+def test_the_trigger_imports_nothing() -> None:
+    """Beyond ``os`` and ``sys``, which site has loaded before it reads .pth files."""
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(HOOK_FILES)!r}); before = set(sys.modules); "
+        f"import {TRIGGER_PY.stem}; print(sorted(set(sys.modules) - before))"
+    )
+    # -S: no site, so no trigger installed in this venv runs first
+    out = subprocess.run([sys.executable, "-S", "-B", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"[{TRIGGER_PY.stem!r}]"
 
 
 def test_find_spec_patches_the_module_once_it_is_executed(
@@ -299,17 +329,19 @@ def _site(python: Path) -> Path:
 
 
 def _check_installed(python: Path, expected_tasks_dir: Path, work: Path) -> None:
-    """The .pth is in site-packages and RECORD; start-up imports nothing, installs one trigger (none
-    when switched off); the folder prints."""
+    """The hook files are in site-packages and RECORD; start-up imports nothing of lm-eval's and puts
+    one trigger on sys.meta_path (none when switched off); the folder prints."""
     site = _site(python)
-    assert (site / PTH.name).read_text() == PTH.read_text()
-    record = next(site.glob("sycophancy_eval_kit-*.dist-info")) / "RECORD"
-    assert any(line.startswith(f"{PTH.name},sha256=") for line in record.read_text().splitlines())
+    record = (next(site.glob("sycophancy_eval_kit-*.dist-info")) / "RECORD").read_text().splitlines()
+    for path in (PTH, TRIGGER_PY):
+        assert (site / path.name).read_bytes() == path.read_bytes()
+        assert any(line.startswith(f"{path.name},sha256=") for line in record)
     probe = (
         "import json, sys; print(json.dumps([list(sys.modules), [type(f).__name__ for f in sys.meta_path]]))"
     )
     loaded, finders = json.loads(_run([python, "-c", probe], cwd=work).stdout)
-    assert not [m for m in loaded if "lm_eval" in m] and finders.count(auto_include.TRIGGER) == 1
+    assert TRIGGER_PY.stem in loaded and finders.count(auto_include.TRIGGER) == 1
+    assert not [m for m in loaded if m.split(".")[0] in ("lm_eval", "lm_eval_tasks")]
     _, finders = json.loads(_run([python, "-c", probe], cwd=work, SYCOPHANCY_AUTO_INCLUDE="0").stdout)
     assert auto_include.TRIGGER not in finders
     assert _run([python, "-m", "lm_eval_tasks"], cwd=work).stdout.strip() == str(expected_tasks_dir)
@@ -350,9 +382,14 @@ def test_pip_install_dot_then_lm_eval_finds_the_tasks(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
-        assert archive.read(PTH.name) == PTH.read_bytes()
-    assert f"{PTH.name},{_sha256_record(PTH.read_bytes())},{PTH.stat().st_size}" in record.splitlines()
-    assert "lm_eval_tasks/auto_include.py" in names and f"lm_eval_tasks/{PTH.name}" not in names
+        for path in (PTH, TRIGGER_PY):
+            assert archive.read(path.name) == path.read_bytes()
+            assert (
+                f"{path.name},{_sha256_record(path.read_bytes())},{path.stat().st_size}"
+                in record.splitlines()
+            )
+    assert "lm_eval_tasks/auto_include.py" in names
+    assert not [n for n in names if n.startswith("build_backend/")]
     _pip_install(python, wheel)
 
     tasks_dir = _site(python) / "lm_eval_tasks"
