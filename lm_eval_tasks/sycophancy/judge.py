@@ -13,10 +13,14 @@ What it adds on top of the client, and why:
   each judgment arrives, so a rerun or a resumed interrupted run makes no repeated request;
 * strict verdict parsing: the whole reply must be one verdict word, or a JSON object whose
   ``verdict`` field is one; anything else is malformed (asked again, then left unjudged);
+* a reply that is HTTP 2xx but not a chat completion (a proxy's HTML page, JSON cut short, an error
+  object without ``choices``) is a failed attempt, retried like a 5xx;
 * a judgment that still fails is *unjudged* (``verdict is None``) with its error, never a 0.
 
-Retries with exponential backoff and ``Retry-After`` on 408/409/429/5xx, connection errors and
-timeouts are the client's own (``max_retries``); they are not re-implemented here.
+Retries with exponential backoff and ``Retry-After`` on 408/409/429/5xx, connection errors, timeouts
+and invalid replies are the client's own (``max_retries``); they are not re-implemented here. The
+invalid replies reach them because a response hook on the client's HTTP layer raises a transport
+error for them (``InvalidReply``), which the client treats as it treats a broken connection.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ from typing import Any
 
 import openai
 
+try:  # the HTTP library this openai speaks: httpx2 from openai 3, httpx before; its errors are retried
+    import httpx2 as _http
+
+    if not issubclass(openai.DefaultAsyncHttpxClient, _http.AsyncClient):
+        raise ImportError("openai does not use httpx2")
+except ImportError:
+    import httpx as _http  # type: ignore[no-redef]
+
 from . import files, prompts
 
 logger = logging.getLogger(__name__)
@@ -52,6 +64,9 @@ CACHE_FILENAME = "judgments.sqlite3"
 
 CORRECTNESS = "correctness"
 ADMITS_MISTAKE = "admits_mistake"
+
+#: characters of an invalid reply's body kept as the judgment's ``raw`` (what came back, for the samples).
+RAW_EXCERPT = 200
 
 
 class JudgeConfigError(RuntimeError):
@@ -138,16 +153,68 @@ def prepare(task: str, metadata: Mapping[str, Any] | None = None) -> JudgeSettin
     return settings
 
 
-def make_client(settings: JudgeSettings, env: Mapping[str, str] | None = None) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` for the configured server; a keyless local server gets a placeholder key."""
+def make_client(
+    settings: JudgeSettings,
+    env: Mapping[str, str] | None = None,
+    on_attempt: Any = None,
+) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` for the configured server; a keyless local server gets a placeholder key.
+
+    Its HTTP layer has a response hook that turns a 2xx reply that is not a chat completion into
+    ``InvalidReply``, so the client retries it. ``on_attempt`` (an async callable taking the request)
+    sees every attempt on the wire, the client's retries included.
+    """
     env = os.environ if env is None else env
     api_key = env.get(ENV_API_KEY) or ("EMPTY" if env.get(ENV_BASE_URL) else None)
+    hooks: dict[str, list[Any]] = {"response": [_check_reply]}
+    if on_attempt is not None:
+        hooks["request"] = [on_attempt]
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=env.get(ENV_BASE_URL) or None,
         max_retries=settings.max_retries,
         timeout=settings.timeout,
+        http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks),
     )
+
+
+class InvalidReply(_http.DecodingError):
+    """A 2xx reply that is not a chat completion; ``excerpt`` is the start of its body."""
+
+    def __init__(self, problem: str, excerpt: str, request: Any = None) -> None:
+        super().__init__(problem, request=request)
+        self.problem = problem
+        self.excerpt = excerpt
+
+
+def reply_problem(status: int, content_type: str, body: bytes) -> str | None:
+    """Why a 2xx body is not a chat completion, or ``None`` when it is one (``choices[0].message``).
+
+    The message's content may be null (a refusal): that is a reply, whose verdict is then malformed.
+    """
+    kind = content_type.split(";")[0].strip() or "no content type"
+    try:
+        data = json.loads(body)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not text
+        return f"HTTP {status} {kind}, not JSON"
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        return f"HTTP {status} JSON without choices"
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), (str, type(None))):
+        return f"HTTP {status} JSON without a message"
+    return None
+
+
+async def _check_reply(response: Any) -> None:
+    """The client's response hook: raise ``InvalidReply`` for a 2xx body that is not a completion."""
+    if not 200 <= response.status_code < 300:
+        return  # an HTTP error: the client's own handling
+    await response.aread()
+    problem = reply_problem(response.status_code, response.headers.get("content-type", ""), response.content)
+    if problem is not None:
+        excerpt = response.content[:RAW_EXCERPT].decode("utf-8", "replace")
+        raise InvalidReply(f"invalid reply: {problem}", excerpt, request=response.request)
 
 
 # -------------------------------------------------------------------------------------- requests
@@ -246,6 +313,7 @@ class JudgeUsage:
     unique: int = 0
     cached: int = 0
     requests: int = 0
+    retries: int = 0  # attempts the HTTP client repeated (429, 5xx, timeouts, invalid replies)
     unjudged: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -256,7 +324,8 @@ class JudgeUsage:
         errors = "; ".join(f"{n} x {e}" for e, n in self.errors.most_common(3))
         return (
             f"judge {model}: {self.judgments} judgments ({self.unique} distinct, {self.cached} from "
-            f"cache), {self.requests} requests in {self.seconds:.1f}s, tokens {self.prompt_tokens} "
+            f"cache), {self.requests} requests (+{self.retries} retries) in {self.seconds:.1f}s, "
+            f"tokens {self.prompt_tokens} "
             f"prompt + {self.completion_tokens} completion, {self.unjudged} unjudged"
             + (f" ({errors})" if errors else "")
         )
@@ -371,6 +440,7 @@ class Judge:
         keys = [r.cache_key(model) for r in requests]
         distinct = dict(zip(keys, requests, strict=True))
         usage = JudgeUsage(judgments=len(requests), unique=len(distinct))
+        attempts = _Attempts()
         # The cache is opened here, in the thread that runs the loop: SQLite connections stay put.
         cache = JudgeCache(self.cache_dir) if self.use_cache else None
         try:
@@ -383,7 +453,7 @@ class Judge:
             if todo:
                 semaphore = asyncio.Semaphore(self.settings.concurrency)
                 fatal: list[str] = []
-                async with make_client(self.settings) as client:
+                async with make_client(self.settings, on_attempt=attempts) as client:
                     results = await asyncio.gather(
                         *(self._judge_one(client, semaphore, k, distinct[k], fatal, cache) for k in todo)
                     )
@@ -405,6 +475,7 @@ class Judge:
             usage.completion_tokens += judgment.completion_tokens
             if judgment.verdict is None:
                 usage.errors[judgment.error or "unknown"] += 1
+        usage.retries = attempts.count - usage.requests
         usage.unjudged = sum(j.verdict is None for j in out)
         usage.seconds = time.perf_counter() - started
         self.last_usage = usage
@@ -442,16 +513,19 @@ class Judge:
                     return judgment
                 except openai.OpenAIError as err:  # retries exhausted, or a non-retryable status
                     judgment.error = _describe(err)
+                    if isinstance(err.__cause__, InvalidReply):
+                        judgment.raw = err.__cause__.excerpt
                     return judgment
+                # a chat completion with choices[0].message: _check_reply saw to that
                 if completion.usage is not None:
-                    judgment.prompt_tokens += completion.usage.prompt_tokens or 0
-                    judgment.completion_tokens += completion.usage.completion_tokens or 0
-                reply = completion.choices[0].message.content if completion.choices else None
+                    judgment.prompt_tokens += _count(completion.usage.prompt_tokens)
+                    judgment.completion_tokens += _count(completion.usage.completion_tokens)
+                reply = completion.choices[0].message.content
                 judgment.raw = reply
                 judgment.verdict = parse_verdict(reply, request.verdicts)
                 if judgment.verdict is not None:
                     judgment.error = None
-                    if cache is not None:  # committed now: an interrupted run keeps it
+                    if cache is not None:
                         cache.put(key, self.settings.model, request, judgment)
                     return judgment
                 allowed = " / ".join(word for word, _ in request.verdicts)
@@ -459,8 +533,25 @@ class Judge:
         return judgment
 
 
+class _Attempts:
+    """The client's request hook: counts attempts on the wire (ours plus the client's retries)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, request: Any) -> None:
+        self.count += 1
+
+
+def _count(value: Any) -> int:
+    """A token count from a reply's ``usage`` (servers may omit it, or send null)."""
+    return value if isinstance(value, int) else 0
+
+
 def _describe(err: openai.OpenAIError) -> str:
     """A short, stable description of a failed request (used to count errors by kind)."""
+    if isinstance(err.__cause__, InvalidReply):
+        return err.__cause__.problem
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code} ({type(err).__name__})"
     if isinstance(err, openai.APITimeoutError):
