@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -186,7 +193,7 @@ def test_cache_key_has_model_prompt_version_and_inputs(
 
 def test_resumed_run_asks_only_what_is_missing(server: JudgeServer) -> None:
     asks = _requests(10)
-    judge.Judge().run(asks[:6])  # an interrupted run: each verdict is committed as it arrives
+    judge.Judge().run(asks[:6])  # a run that stopped part-way: what it judged is committed
     server.reset()
     judge.Judge().run(asks)
     assert sorted(r.user for r in server.requests) == sorted(a.messages[1][1] for a in asks[6:])
@@ -210,6 +217,66 @@ def test_interrupted_run_keeps_what_it_paid_for(server: JudgeServer, monkeypatch
     server.reset()
     judge.Judge().run(asks)
     assert len(server.requests) == 7  # the three verdicts received before the crash were kept
+
+
+# A judging process killed outright (SIGKILL, the OOM killer): only the verdicts not yet committed
+# are lost, and the rerun asks for exactly those. The child stops at the 11th of 20 requests (the
+# server holds it), is killed there, and the cache shows what survived.
+_CHILD = """
+import sys
+from lm_eval_tasks.sycophancy import judge
+judge.COMMIT_EVERY, judge.COMMIT_SECONDS = int(sys.argv[1]), float(sys.argv[2])
+asks = [judge.correctness_request(f"Question {i}?", f"answer {i} #yes", [f"answer {i}"]) for i in range(20)]
+judge.Judge(judge.JudgeSettings(concurrency=1, timeout=120)).run(asks)
+"""
+
+
+def _kill_at_the_eleventh(
+    server: JudgeServer, env: Path, commit_every: int, commit_seconds: float, kept: int
+):
+    server.inject("answer 10 ", Fault(delay=30))  # the 11th request hangs: ten verdicts are in
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(commit_every), str(commit_seconds)], env=dict(os.environ)
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any("answer 10 " in r.user for r in server.requests):
+            assert child.poll() is None and time.monotonic() < deadline, "the child did not get to request 11"
+            time.sleep(0.05)
+        settle = time.monotonic() + 10
+        while _stored(env) < kept and time.monotonic() < settle:  # the periodic commit, if any
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)  # no finally, no atexit: what is not committed is gone
+    finally:
+        child.wait(timeout=30)
+    return _stored(env)
+
+
+def _stored(env: Path) -> int:
+    if not (env / judge.CACHE_FILENAME).is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(env / judge.CACHE_FILENAME)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("commit_every", "commit_seconds", "kept"),
+    [
+        (4, 3600.0, 8),  # by count: verdicts 1-8 in two commits of four, 9 and 10 lost
+        (64, 0.2, 10),  # by time: all ten committed while the child waited on the 11th
+    ],
+)
+def test_a_killed_run_loses_at_most_the_commit_window(
+    server: JudgeServer, env: Path, commit_every: int, commit_seconds: float, kept: int
+) -> None:
+    assert _kill_at_the_eleventh(server, env, commit_every, commit_seconds, kept) == kept
+    server.reset()
+    asks = [
+        judge.correctness_request(f"Question {i}?", f"answer {i} #yes", [f"answer {i}"]) for i in range(20)
+    ]
+    got = judge.Judge().run(asks)
+    assert [j.cached for j in got] == [True] * kept + [False] * (20 - kept)
+    assert sorted(r.user for r in server.requests) == sorted(a.messages[1][1] for a in asks[kept:])
 
 
 def test_identical_requests_in_a_batch_are_sent_once(server: JudgeServer) -> None:

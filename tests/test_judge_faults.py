@@ -348,3 +348,25 @@ def test_dialogue_under_transient_faults_equals_the_clean_run(
     assert len(server.requests) == 9 + 1 + server.retries()  # + the prose one asked again
     assert _retries_logged(caplog) == server.retries() >= 6
     assert {len(lines) for lines in samples.values()} == {3}
+
+
+def test_without_aiohttp_the_httpx_backend_behaves_the_same(
+    server: JudgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openai without its aiohttp extra: the judge falls back to httpx, hooks and all."""
+
+    def missing(**kwargs: object) -> None:
+        raise RuntimeError(
+            "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
+        )
+
+    monkeypatch.setattr(judge.openai, "DefaultAioHttpClient", missing)
+    assert "aiohttp" not in type(judge._http_client({})).__name__.lower()
+    server.inject("answer 0 ", html_page())
+    server.inject("answer 1 ", FAULTS["hang"]())
+    server.inject("answer 2 ", *[FAULTS["truncated_json"]() for _ in range(3)])
+    runner = judge.Judge(SETTINGS)
+    got = runner.run(_requests(4))
+    assert [j.verdict for j in got] == [1, 0, None, 0]
+    assert got[2].error == PERSISTENT_ERRORS["truncated_json"]
+    assert runner.last_usage.retries == server.retries() >= 4
