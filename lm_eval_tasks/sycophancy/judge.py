@@ -326,7 +326,7 @@ _JUDGMENT_FIELDS = tuple(f.name for f in fields(Judgment))
 
 @dataclass
 class JudgeUsage:
-    """What a batch cost and how it went; ``summary()`` is the line the filters log."""
+    """What a batch cost and how it went; ``summary()`` is the line ``Judge.run`` logs."""
 
     judgments: int = 0
     unique: int = 0
