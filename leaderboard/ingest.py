@@ -422,7 +422,7 @@ def ingest(
             Problem(
                 shown[0] + (f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""),
                 f"{len(out.refused_sample)} task run(s) used the embedded sample data (data_source = "
-                "'embedded'), which is not a benchmark; refused (pass --allow-sample for a demo site)",
+                "'embedded'), which is not a benchmark; refused (pass --allow_sample for a demo site)",
             )
         )
 

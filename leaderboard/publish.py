@@ -103,7 +103,7 @@ def hub_operations(site: str | Path, repo_id: str, repo_type: str = "space") -> 
         raise SiteError(f"repo type {repo_type!r}; expected one of {REPO_TYPES}")
     validate_repo_id(repo_id)
     if "/" not in repo_id:
-        raise SiteError(f"--hf-repo {repo_id!r}: expected ORG/NAME")
+        raise SiteError(f"--hf_repo {repo_id!r}: expected ORG/NAME")
     checked = verify_site(site)
     ops = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=_card(repo_id, repo_type).encode())]
     ops += [

@@ -62,12 +62,12 @@ class BuildConfig:
         for name, flag in (
             ("bct", "--bct"),
             ("sources", "--sources"),
-            ("n_correct", "--n-correct"),
-            ("n_incorrect", "--n-incorrect"),
+            ("n_correct", "--n_correct"),
+            ("n_incorrect", "--n_incorrect"),
             ("seed", "--seed"),
-            ("eval_data_dir", "--eval-data-dir"),
-            ("overlap_ngram", "--overlap-ngram"),
-            ("offensive_threshold", "--offensive-threshold"),
+            ("eval_data_dir", "--eval_data_dir"),
+            ("overlap_ngram", "--overlap_ngram"),
+            ("offensive_threshold", "--offensive_threshold"),
         ):
             value = getattr(self, name)
             if value != getattr(defaults, name):
@@ -75,7 +75,7 @@ class BuildConfig:
                 parts.append(f"{flag} {shlex.quote(shown)}")
         for name in ("polarity_aware", "drop_flagged", "exclude_overlap"):
             if getattr(self, name):
-                parts.append("--" + name.replace("_", "-"))
+                parts.append("--" + name)
         return " ".join(parts)
 
 
@@ -93,7 +93,7 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
 def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline in memory: the records and the build report (nothing is written)."""
     if config.overlap_ngram < 1:
-        raise ValueError(f"--overlap-ngram must be >= 1, got {config.overlap_ngram}")
+        raise ValueError(f"--overlap_ngram must be >= 1, got {config.overlap_ngram}")
     bct = inputs.resolve_bct(config.bct, config.base_url, config.cache_dir)
     source_files = inputs.resolve_sources(config.sources, config.base_url, config.cache_dir)
 
@@ -111,9 +111,7 @@ def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
     screened = screening.screen(labelled, config.offensive_threshold)
     if config.drop_flagged and not screened.offensive_checked:
-        raise DataError(
-            f"--drop-flagged: offensive-language screening is {screened.offensive_detector}"
-        )
+        raise DataError(f"--drop_flagged: offensive-language screening is {screened.offensive_detector}")
     questions, eval_provenance = overlap.load_eval_questions(config.eval_data_dir)
     overlapping = overlap.check(labelled, questions, eval_provenance, config.overlap_ngram)
 

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lm_eval_tasks.sycophancy import judge  # noqa: E402
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
 
 def _server_requests(base_url: str) -> int:
@@ -48,9 +49,7 @@ def _timed(name: str, judge_: judge.Judge, requests: list[judge.JudgeRequest], b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="distinct judgments per run")
     parser.add_argument("--latency", type=float, default=0.05, help="server seconds per request")
     args = parser.parse_args(argv)
