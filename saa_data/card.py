@@ -163,6 +163,7 @@ From the BCT file to this set:
             ["step", "rows"],
             [
                 ["BCT rows parsed", funnel["parsed"]],
+                ["repeats of an earlier prompt dropped (first kept)", funnel["duplicate_prompts_dropped"]],
                 [
                     "no ground truth: stem not in the sources (e.g. ARC test split)",
                     excluded.get("no_source_match", 0),

@@ -11,6 +11,7 @@ Recipes::
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from .overlap import DEFAULT_NGRAM
 from .screening import DEFAULT_OFFENSIVE_THRESHOLD
 
 
-def make_parser() -> ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="saa_data", description="Build the SAA preference set from BCT data.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build saa.jsonl, its dataset card and reports into --out")
@@ -75,7 +76,7 @@ def make_parser() -> ArgumentParser:
         "--offensive_threshold",
         type=float,
         default=DEFAULT_OFFENSIVE_THRESHOLD,
-        help=f"alt-profanity-check score that flags a row (default {DEFAULT_OFFENSIVE_THRESHOLD})",
+        help=f"alt-profanity-check score in [0, 1] that flags a row (default {DEFAULT_OFFENSIVE_THRESHOLD})",
     )
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     b.add_argument(
@@ -83,6 +84,18 @@ def make_parser() -> ArgumentParser:
     )
     b.add_argument("--private", action="store_true", help="create the Hub repo as private")
     return parser
+
+
+def _check_repo_id(repo_id: str) -> None:
+    """A malformed ``--push_to_hub`` is an input error found before the build, not after it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise DataError(f"--push_to_hub {repo_id!r}: {err}") from None
+    if "/" not in repo_id:
+        raise DataError(f"--push_to_hub {repo_id!r}: expected ORG/NAME (a Hugging Face dataset repo id)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,19 +119,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     try:
+        if args.push_to_hub:
+            _check_repo_id(args.push_to_hub)
         result = build(config)
     except (DataError, FileExistsError, ValueError) as err:
         print(f"saa_data: error: {err}\nNothing was written to {args.out}.", file=sys.stderr)
         return 2
     counts = result.report["counts"]
+    repeats = counts["duplicate_prompts_dropped"]
     print(
         f"Wrote {counts['selected']} pairs to {result.out / 'saa.jsonl'} "
-        f"({counts['labelled']} of {counts['parsed']} BCT rows labelled; "
-        f"{result.report['screening']['flagged_rows']} flagged by screening, "
+        f"({counts['labelled']} of {counts['parsed']} BCT rows labelled"
+        + (f", {repeats} repeated prompt(s) dropped" if repeats else "")
+        + f"; {result.report['screening']['flagged_rows']} flagged by screening, "
         f"{result.report['overlap']['flagged_rows']} overlap the evaluation questions)."
     )
     if args.push_to_hub:
         from .hub import push_to_hub
 
-        print(f"Pushed to {push_to_hub(result.out, args.push_to_hub, private=args.private)}")
+        try:
+            url = push_to_hub(result.out, args.push_to_hub, private=args.private)
+        except Exception as err:  # offline, no token, no rights: any of huggingface_hub's errors
+            print(
+                f"saa_data: error: the upload to {args.push_to_hub} failed ({type(err).__name__}: {err}).\n"
+                f"The build is kept at {result.out}; only the upload failed. Upload it later with\n"
+                f"  hf upload {args.push_to_hub} {result.out} --repo-type dataset",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Pushed to {url}")
     return 0
