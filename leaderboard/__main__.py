@@ -66,7 +66,9 @@ def make_parser() -> ArgumentParser:
 
 def build(args: argparse.Namespace) -> int:
     if args.resamples < 100:
-        raise SystemExit("--resamples must be at least 100")
+        raise SiteError(f"--resamples {args.resamples}: expected at least 100 (bootstrap resamples)")
+    if args.seed < 0:
+        raise SiteError(f"--seed {args.seed}: expected a non-negative integer (numpy's seed rule)")
     variants = load_variants(args.variants)
     ingested = ingest(args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict)
     for problem in ingested.problems:
@@ -100,7 +102,17 @@ def publish(args: argparse.Namespace) -> int:
             print(f"warning: {args.site / rel}: not in the build's manifest; not published", file=sys.stderr)
         print(f"Published {len(checked.files)} files to {args.to}")
         return 0
-    ops = publish_to_hub(args.site, args.hf_repo, repo_type=args.repo_type, dry_run=args.dry_run)
+    try:
+        ops = publish_to_hub(args.site, args.hf_repo, repo_type=args.repo_type, dry_run=args.dry_run)
+    except SiteError:
+        raise
+    except Exception as err:  # offline, no token, no rights: any of huggingface_hub's errors
+        print(
+            f"error: the upload to {args.repo_type} {args.hf_repo} failed ({type(err).__name__}: {err}); "
+            f"the site at {args.site} is unchanged: publish it again when the Hub is reachable",
+            file=sys.stderr,
+        )
+        return 1
     if args.dry_run:
         for op in ops:
             print(op.path_in_repo)
