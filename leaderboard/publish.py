@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lm_eval_tasks.sycophancy.cli_flags import hub_repo_problem
 from lm_eval_tasks.sycophancy.files import DataError, load_json
 
 from .site import _SAFE_REL, MANIFEST, MARKER, SiteError, SiteWriter, check_destination, writing_dir
@@ -95,16 +96,11 @@ def _card(repo_id: str, repo_type: str) -> str:
 def hub_operations(site: str | Path, repo_id: str, repo_type: str = "space") -> list[Any]:
     """The ``CommitOperationAdd`` list that ``publish_to_hub`` would commit (README.md first)."""
     from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if repo_type not in REPO_TYPES:
         raise SiteError(f"repo type {repo_type!r}; expected one of {REPO_TYPES}")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise SiteError(f"--hf_repo {repo_id!r}: {err}") from None
-    if "/" not in repo_id:
-        raise SiteError(f"--hf_repo {repo_id!r}: expected ORG/NAME")
+    if problem := hub_repo_problem(repo_id):
+        raise SiteError(f"--hf_repo {repo_id!r}: {problem}")
     checked = verify_site(site)
     ops = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=_card(repo_id, repo_type).encode())]
     ops += [

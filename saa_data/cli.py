@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser, hub_repo_problem
 from lm_eval_tasks.sycophancy.files import DataError
 
 from .builder import BuildConfig, build
@@ -86,18 +86,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_repo_id(repo_id: str) -> None:
-    """A malformed ``--push_to_hub`` is an input error found before the build, not after it."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise DataError(f"--push_to_hub {repo_id!r}: {err}") from None
-    if "/" not in repo_id:
-        raise DataError(f"--push_to_hub {repo_id!r}: expected ORG/NAME (a Hugging Face dataset repo id)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -119,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     try:
-        if args.push_to_hub:
-            _check_repo_id(args.push_to_hub)
+        if args.push_to_hub and (problem := hub_repo_problem(args.push_to_hub)):
+            raise DataError(f"--push_to_hub {args.push_to_hub!r}: {problem} (a Hugging Face dataset repo id)")
         result = build(config)
     except (DataError, FileExistsError, ValueError) as err:
         print(f"saa_data: error: {err}\nNothing was written to {args.out}.", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""One command-line style for every entry point: snake_case flags, as lm-eval and TRL spell them.
+"""One command-line style for every entry point: snake_case flags, as lm-eval and TRL spell them;
+and the checks of option values that several entry points share.
 
 ``saa_data``, the leaderboard and some scripts used to take kebab-case flags (``--n-correct``). For one
 version those spellings keep working: this parser rewrites an old spelling to its snake_case flag before
@@ -40,3 +41,17 @@ class ArgumentParser(argparse.ArgumentParser):
                     arg = snake + sep + value
             out.append(arg)
         return out
+
+
+def hub_repo_problem(repo_id: str) -> str | None:
+    """What is wrong with a Hugging Face repo id given on the command line (None: nothing).
+
+    Checked before any work, so a typo does not surface only after a long build as a traceback.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        return str(err)
+    return None if "/" in repo_id else "expected ORG/NAME"
