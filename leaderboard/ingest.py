@@ -281,9 +281,22 @@ def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Pa
     """The samples must reproduce what lm-eval reported, or they belong to another run."""
     for m in tasks.METRICS[run.task.family]:
         key = f"{m.name},{run.task.filter_key}"
-        reported = _number(task_results.get(key))
+        raw = task_results.get(key)
+        reported = _number(raw)
         values = run.values[m.name]
         present = values[~np.isnan(values)]
+        if reported is None and raw is not None:  # the key is there, its value is not a finite number
+            nan = isinstance(raw, float) and math.isnan(raw)
+            if nan and present.size:  # NaN is lm-eval's mean over no values at all
+                raise _Skip(
+                    where,
+                    f"{run.task.name}: reports {key} = {raw} (lm-eval's value for a metric with no "
+                    f"question to average over), but its samples file has {m.name} on {present.size} "
+                    "questions; expected the samples of this very run",
+                )
+            if not nan:
+                raise _Skip(where, f"{run.task.name}: {key} = {raw!r:.60}; expected a finite number")
+            continue  # NaN, and no question has the metric: a conditional rate with an empty denominator
         if reported is None:
             if m.name in tasks.required(run.task):
                 raise _Skip(
@@ -429,7 +442,7 @@ def ingest(
             Problem(
                 shown[0] + (f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""),
                 f"{len(out.refused_sample)} task run(s) used the embedded sample data (data_source = "
-                "'embedded'), which is not a benchmark; refused (pass --allow-sample for a demo site)",
+                "'embedded'), which is not a benchmark; refused (pass --allow_sample for a demo site)",
             )
         )
 

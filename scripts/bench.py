@@ -16,7 +16,6 @@ something as the ratios each script reports within its own run.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -86,7 +87,7 @@ def machine_info() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=Path, required=True, help="markdown file to write (not docs/benchmarks.md)"
     )

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lm_eval_tasks.sycophancy import judge  # noqa: E402
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
 
 def _server_stats(base_url: str) -> dict:
@@ -189,9 +190,7 @@ def _breakdown(base_url: str, requests: list[judge.JudgeRequest], concurrency: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="distinct judgments per run")
     parser.add_argument("--latency", type=float, default=0.05, help="server seconds per request")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """Run a grid end to end: SAA -> ORPO variants -> lm-eval -> leaderboard, resumable.
 
 ```bash
-python scripts/reproduce.py --config scripts/configs/paper.yaml --dry-run    # print every command
+python scripts/reproduce.py --config scripts/configs/paper.yaml --dry_run    # print every command
 python scripts/reproduce.py --config scripts/configs/paper.yaml              # run (skips finished steps)
 python scripts/reproduce.py --config scripts/configs/paper.yaml --only gemma-7b-it/aligned-SAA
 python scripts/reproduce.py --config scripts/configs/toy.yaml                # the offline toy world
@@ -27,7 +27,6 @@ leaderboard's headline numbers (value [95% interval] (k/n)) from the built site'
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -481,13 +482,13 @@ def summary(out: Path, metrics: tuple[tuple[str, str], ...] = SUMMARY_METRICS) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a grid YAML (scripts/configs/paper.yaml, toy.yaml)")
     parser.add_argument("--output_dir", help="overrides the config's output_dir")
     parser.add_argument(
         "--only", help="run only steps of MODEL/VARIANT (plus shared steps and the leaderboard)"
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     parser.add_argument(
         "--summary", action="store_true", help="print the built leaderboard's headline numbers, run nothing"
     )

@@ -148,7 +148,7 @@ def test_embedded_sample_data_is_refused_unless_allowed(runs: Path) -> None:
         results_path.write_text(json.dumps(results), encoding="utf-8")
     refused = ingest([runs])
     assert not refused.runs and len(refused.refused_sample) == 8
-    assert any("--allow-sample" in m for m in _messages(refused))
+    assert any("--allow_sample" in m for m in _messages(refused))
     assert len(ingest([runs], allow_sample=True, strict=True).runs) == 8
 
 

@@ -27,7 +27,7 @@ VARIANTS = ("instruct", "aligned", "aligned-SAA")
 def test_paper_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys) -> None:
     out = tmp_path / "paper"
     assert (
-        reproduce.main(["--config", str(CONFIGS / "paper.yaml"), "--output_dir", str(out), "--dry-run"]) == 0
+        reproduce.main(["--config", str(CONFIGS / "paper.yaml"), "--output_dir", str(out), "--dry_run"]) == 0
     )
     printed = capsys.readouterr().out
     assert not out.exists()  # nothing ran, nothing was written
