@@ -329,6 +329,11 @@ def check_setup(args: argparse.Namespace) -> None:
                 f"(torch.version.cuda={torch.version.cuda}); install a CUDA build of torch, "
                 "or run --tiny on the CPU"
             )
+        if torch.cuda.device_count() > 1:  # the HF Trainer would wrap the model in DataParallel
+            sys.exit(
+                f"{torch.cuda.device_count()} GPUs are visible; the benchmark measures one: "
+                "set CUDA_VISIBLE_DEVICES=0"
+            )
         if not torch.cuda.is_bf16_supported():
             sys.exit(f"{torch.cuda.get_device_name(0)} does not support bf16; the benchmark is a bf16 run")
         if args.shape != "tiny":
@@ -525,7 +530,7 @@ class Run:
                     attn_implementation=self._model.config._attn_implementation,
                     parameter_dtype=str(next(self._model.parameters()).dtype),
                 )
-            log(f"model built: {params / 1e9:.2f} B parameters in {seconds:.1f} s")
+            log(f"model built: {params:,} parameters in {seconds:.1f} s")
         return self._model
 
     def drop_model(self) -> None:
@@ -819,6 +824,8 @@ def phase_orpo(run: Run) -> dict[str, Any]:
             )
     for path in out_dirs:
         shutil.rmtree(path, ignore_errors=True)
+    for trainer in trainers.values():
+        trainer.accelerator.free_memory()  # the accelerator keeps references to what it prepared
     trainer = timer = None
     del trainers
     free_device_memory(device)
@@ -1183,6 +1190,7 @@ def run_phase(name: str, fn: Callable[[Run], dict[str, Any]], run: Run) -> None:
         log(f"{name}: skipped ({run.report['phases'][name]['reason']})")
         return
     log(f"{name}: starting at {run.clock.elapsed():.0f} s")
+    at_start = allocated_gib(run.device)  # what earlier phases left on the GPU (should be ~0 or one model)
     start = time.perf_counter()
     try:
         result = fn(run)
@@ -1195,6 +1203,7 @@ def run_phase(name: str, fn: Callable[[Run], dict[str, Any]], run: Run) -> None:
         }
         run.drop_model()
     result["seconds"] = time.perf_counter() - start
+    result["gpu_allocated_at_start_gib"] = at_start
     run.report["phases"][name] = result
     run.report["elapsed_s"] = run.clock.elapsed()
     write_report(run.report, run.args.out_dir)
