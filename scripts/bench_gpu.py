@@ -1054,13 +1054,16 @@ def markdown(report: dict[str, Any]) -> str:
         else f"GPU benchmark: random {model['shape']} in bf16"
     )
     tok = model.get("tokenizer", {})
+    device = (
+        f"{env['gpu']} ({env['gpu_memory_gib']} GiB)" if "gpu" in env else f"CPU ({env['cpu_count']} cores)"
+    )
     lines = [
         f"# {title}",
         "",
         f"`{report['command']}` — {env['date']}, {_num(report.get('elapsed_s'), 0)} s of a "
         f"{_num(report['budget_s'], 0)} s budget",
         "",
-        f"- device: {env.get('gpu', 'CPU')} ({env.get('gpu_memory_gib', '-')} GiB); torch {env['torch']} "
+        f"- device: {device}; torch {env['torch']} "
         f"(CUDA {env['torch_cuda']}); lm-eval {env['lm_eval']}, transformers {env['transformers']}, "
         f"trl {env['trl']}, peft {env['peft']}, vllm {env['vllm'] or 'not installed'}",
         f"- model: LlamaForCausalLM {model['shape']} from a config, random, {model.get('parameter_dtype')}, "
@@ -1110,8 +1113,9 @@ def _ays_table(p: dict[str, Any]) -> list[str]:
         f"{_num(dl['questions_per_s'])} | {_num(dl['model_s'])} | {_num(dl['questions_per_model_s'])} | "
         f"{_num(dl['peak_gib'])} |",
         "",
-        f"One pass faster by {_num(p['one_pass_speedup_wall'], 1)}x (wall), "
-        f"{_num(p.get('one_pass_speedup_model'), 1)}x (model time). One pass: {op['requests']:,} "
+        f"Dialogue time / one-pass time: {_num(p['one_pass_speedup_wall'])} (wall), "
+        f"{_num(p.get('one_pass_speedup_model'))} (model calls only); above 1, the one pass is faster. "
+        f"One pass: {op['requests']:,} "
         f"log-likelihood requests, {op['tokens_submitted']:,} tokens submitted, "
         f"{op['distinct_prefix_tokens']:,} distinct prefix "
         "tokens (what a perfect prefix cache would compute).",
@@ -1164,16 +1168,18 @@ def _vllm_table(p: dict[str, Any]) -> list[str]:
             f"| {label} | {_num(e['startup_s'], 1)} | {_num(e['eval_s'])} | {_num(e['questions_per_s'])} | "
             f"{e['tokens_submitted']:,} | {e['distinct_prefix_tokens']:,} |"
         )
+    eager = {e.get("enforce_eager") for e in p.get("engines", {}).values() if e.get("status") == "ok"}
+    speedup = p.get("prefix_caching_speedup")
     return [
-        f"vLLM {p.get('vllm')}, model saved in {_num(p.get('save_s'), 0)} s.",
+        f"vLLM {p.get('vllm')} through lm-eval's `vllm` backend, enforce_eager {', '.join(map(str, eager))}; "
+        f"model saved in {_num(p.get('save_s'), 0)} s; each engine in its own process.",
         "",
         "| prefix caching | engine start s | evaluation s | questions/s | tokens submitted "
         "| distinct prefix tokens |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
-        f"Prefix caching speed-up {_num(p.get('prefix_caching_speedup'))}x.",
-        "",
+        *([f"Evaluation time off / on: {_num(speedup)}.", ""] if speedup else []),
     ]
 
 
