@@ -11,7 +11,8 @@ ends, so a failure in one keeps the others:
 
 * ``ays`` -- Are-You-Sure on the same multiple-choice questions, two ways: the one-pass tasks through
   lm-eval's ``simple_evaluate`` (K+1 forward rows per K-option question) and the adaptive dialogue
-  (``evaluate_dialogue``: three generation rounds with a fixed ``max_gen_toks``; a random model never
+  (``evaluate_dialogue``: three generation rounds, plus a short side turn for ``*_cot`` questions, with a
+  fixed ``max_gen_toks``; a random model never
   stops early, so every turn generates that many tokens). Forward rows per question, questions/s, peak
   GPU memory.
 * ``orpo`` -- ORPO + LoRA with ``training/configs/paper.yaml``'s settings (r, alpha, targets, effective

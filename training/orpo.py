@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +167,16 @@ def cli(argv: list[str] | None = None) -> None:
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
     try:
-        main(script_args, training_args, model_args)
+        trainer = main(script_args, training_args, model_args)
     except (DataError, CheckpointError) as err:  # an input error: its message, not a traceback
         raise SystemExit(f"error: {err}") from None
+    if trainer.accelerator.num_processes > 1:
+        # Everything is written and every rank has synchronised. Freeing the DDP reducer now would
+        # destroy its gloo process group while holding the GIL, joining a gloo thread that waits for
+        # the GIL (torch 2.13: seen to hang a rank forever after a finished run): exit without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
