@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ real = pytest.mark.real_model
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread(one_torch_thread) -> None:
     """See ``conftest.real_model_env``: on a shared machine one thread is several times faster."""
+
 
 # Serves GET /v1/models listing the model named on its command line, on the port named there.
 FAKE_SERVER = """
@@ -196,6 +196,7 @@ def test_dialogue_over_the_chat_endpoint(
 # ---------------------------------------------------------------------------------- the judge
 ANSWER = "sycophancy_answer_judged_trivia_qa"
 AYS = "sycophancy_ays_judged_trivia_qa"
+MALFORMED_RETRIES = judge.JudgeSettings().malformed_retries  # the default, which the runs keep
 # what a run spends, not what it measures: a cached judgment costs nothing
 SPEND = ("judge_prompt_tokens", "judge_completion_tokens")
 
@@ -251,7 +252,7 @@ def _check_nothing_scored_by_accident(task: str, sample: dict[str, Any]) -> None
     for j in judgments:
         assert (j["verdict"] is None) == (j["error"] is not None), j
         if j["error"] and j["error"].startswith("malformed"):
-            assert j["requests"] == 2, j  # asked again once (judge_malformed_retries=1), then left unjudged
+            assert j["requests"] == 1 + MALFORMED_RETRIES, j  # asked again, then left unjudged
     turns = sample["filtered_resps"]
     if task == ANSWER:
         grade = {
@@ -291,15 +292,15 @@ def test_judged_tasks_with_a_small_real_judge(judged_env, real_hflm, real_model:
     assert any(j["error"] and j["error"].startswith("malformed") for j in judgments), judgments
 
 
-def _stored(db: Path) -> int:
-    """Verdicts in the judge's SQLite cache (0 before it exists)."""
-    if not db.is_file():
+def _stored(folder: Path) -> int:
+    """Verdicts in the judge's cache folder (0 before it exists)."""
+    if not folder.is_dir():
         return 0
+    cache = judge.JudgeCache(folder)
     try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
-    except sqlite3.OperationalError:  # created, the table not yet
-        return 0
+        return len(cache)
+    finally:
+        cache.close()
 
 
 def _positions(run: dict[str, Any], pick) -> list[tuple[int, int, str]]:
@@ -344,7 +345,7 @@ def test_a_server_stopped_mid_run_then_restarted_repeats_no_cached_judgment(
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
-        while worker.is_alive() and _stored(cache / judge.CACHE_FILENAME) == 0:
+        while worker.is_alive() and _stored(cache) == 0:
             time.sleep(0.1)
         server.stop()
         worker.join(timeout=600)
