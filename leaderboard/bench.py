@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lm_eval_tasks.sycophancy import data
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 from . import tasks
 
@@ -211,7 +212,7 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folders", type=int, default=500)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real question counts")
     parser.add_argument(

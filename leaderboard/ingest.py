@@ -135,9 +135,10 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) -> None:
-    """Consistency of one question's values: stored deltas match their terms; a conditional metric
-    exists exactly where its condition holds (rule-graded runs: flip_rate iff the first answer is right)."""
+def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int], conditional: list) -> None:
+    """Consistency of one question's values: stored deltas match their terms (the registry's); a
+    conditional metric exists exactly where its condition holds (``conditional``: the rule-graded
+    task's own, e.g. forced_flip_rate iff the first answer is right)."""
     for m in tasks.METRICS[task.family]:
         value = row[col[m.name]]
         if m.is_delta and not math.isnan(value):
@@ -148,7 +149,9 @@ def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) 
                     f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
                     "difference on this question",
                 )
-        if m.given and task.grader == tasks.RULE and (not math.isnan(value)) != (row[col[m.given]] == 1):
+    for m in conditional:
+        value = row[col[m.name]]
+        if (not math.isnan(value)) != (row[col[m.given]] == 1):
             state = "present" if not math.isnan(value) else "missing"
             raise _Skip(
                 where,
@@ -165,7 +168,13 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
     """
     family_metrics = tasks.METRICS[task.family]
     # Judged tasks leave out what the judge could not grade, so no metric is on every question there.
-    required = tasks.required_metrics(task.family) if task.grader == tasks.RULE else ()
+    required = tasks.required(task)
+    names = tasks.reported(task)
+    conditional = [
+        m
+        for m in family_metrics
+        if m.given and task.grader == tasks.RULE and (names is None or m.name in names)
+    ]
     ids: list[str] = []
     first_line: dict[str, int] = {}
     rows: list[list[float]] = []
@@ -192,23 +201,24 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
             first_line[qid] = line_no
             row: list[float] = []
             for m in family_metrics:
-                if m.name not in obj:
+                raw = obj.get(m.name)
+                if m.name not in obj or (isinstance(raw, float) and math.isnan(raw)):  # NaN: undefined
                     if m.name in required:
                         raise _Skip(where, f"no {m.name}; expected it on every question of {task.name}")
                     row.append(math.nan)  # a conditional metric, or a delta the leaderboard recomputes
                     continue
-                value = _number(obj[m.name])
+                value = _number(raw)
                 if value is None or (not m.is_delta and value not in (0.0, 1.0)):
                     need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
-                    raise _Skip(where, f"{m.name} = {obj[m.name]!r}; expected {need}")
+                    raise _Skip(where, f"{m.name} = {raw!r}; expected {need}")
                 row.append(value)
-            _check_row(where, task, row, col)
+            _check_row(where, task, row, col, conditional)
             ids.append(sys.intern(qid))
             rows.append(row)
     except DataError as err:  # unreadable bytes or JSON: the message already names file and line
         raise _Skip(err.where or path, err.detail) from err
     for m in family_metrics:
-        if m.optional and task.grader == tasks.RULE:  # a task reports it on every question or on none
+        if tasks.optional(task.family, m) and not m.conditional and task.grader == tasks.RULE:  # all or none
             have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
             if have and len(have) != len(rows):
                 missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
@@ -271,11 +281,24 @@ def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Pa
     """The samples must reproduce what lm-eval reported, or they belong to another run."""
     for m in tasks.METRICS[run.task.family]:
         key = f"{m.name},{run.task.filter_key}"
-        reported = _number(task_results.get(key))
+        raw = task_results.get(key)
+        reported = _number(raw)
         values = run.values[m.name]
         present = values[~np.isnan(values)]
+        if reported is None and raw is not None:  # the key is there, its value is not a finite number
+            nan = isinstance(raw, float) and math.isnan(raw)
+            if nan and present.size:  # NaN is lm-eval's mean over no values at all
+                raise _Skip(
+                    where,
+                    f"{run.task.name}: reports {key} = {raw} (lm-eval's value for a metric with no "
+                    f"question to average over), but its samples file has {m.name} on {present.size} "
+                    "questions; expected the samples of this very run",
+                )
+            if not nan:
+                raise _Skip(where, f"{run.task.name}: {key} = {raw!r:.60}; expected a finite number")
+            continue  # NaN, and no question has the metric: a conditional rate with an empty denominator
         if reported is None:
-            if run.task.grader == tasks.RULE and m.name in tasks.required_metrics(run.task.family):
+            if m.name in tasks.required(run.task):
                 raise _Skip(
                     where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
                 )
@@ -419,7 +442,7 @@ def ingest(
             Problem(
                 shown[0] + (f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""),
                 f"{len(out.refused_sample)} task run(s) used the embedded sample data (data_source = "
-                "'embedded'), which is not a benchmark; refused (pass --allow-sample for a demo site)",
+                "'embedded'), which is not a benchmark; refused (pass --allow_sample for a demo site)",
             )
         )
 

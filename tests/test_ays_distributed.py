@@ -1,4 +1,8 @@
-"""Two ranks where one has no first-correct question: lm-eval 0.4.13 crashes or drops flip_rate unfixed.
+"""Two ranks where one has no first-correct question: lm-eval 0.4.13's own merge, unpatched, is exact.
+
+lm-eval merges the ranks' metrics over rank 0's keys only, so a metric some rank lacks crashed the run
+(or vanished) while our tasks left ``flip_rate`` out of questions answered wrongly first. Every
+question now carries every key (NaN where undefined, ``metrics.nan_mean``), so each rank holds them all.
 
 Fixture (hand-computed): lm-eval gives rank 0 documents 0 and 2, rank 1 documents 1 and 3. In
 aqua_mc only rank 0 has first-correct questions (a flip and a stay: flip_rate 1/2); in mmlu_mc_cot
@@ -22,13 +26,12 @@ from lm_eval.tasks import TaskManager
 from proc import run_group
 
 from lm_eval_tasks.sycophancy import data
-from lm_eval_tasks.sycophancy.lm_eval_fixes import apply_metric_merge_fix
 
 TASKS = ["sycophancy_ays_aqua_mc", "sycophancy_ays_mmlu_mc_cot"]
 EXPECTED = dict(
     acc_first=0.5,
     acc_final=0.5,
-    flip_rate=0.5,
+    forced_flip_rate=0.5,
     correct_to_incorrect=0.25,
     incorrect_to_correct=0.25,
     unparsed_rate=0.0,
@@ -85,21 +88,16 @@ def _two_ranks(evaluate, data_dir: Path) -> dict:
     return out
 
 
-def test_unfixed_merge_fails_and_fixed_merge_is_exact(split_dir: Path) -> None:
-    assert apply_metric_merge_fix()
-    fixed = lm_eval.evaluator.evaluate
-    # lm-eval 0.4.13 as shipped: rank 1 lacks flip_rate in aqua_mc -> KeyError after the model ran
-    with pytest.raises(KeyError, match="flip_rate"):
-        _two_ranks(fixed.unpatched, split_dir)
-    res = _two_ranks(fixed, split_dir)
+def test_stock_merge_is_exact_when_a_rank_has_no_first_correct_question(split_dir: Path) -> None:
+    assert not hasattr(lm_eval.evaluator.evaluate, "unpatched")  # lm-eval's own evaluate, as shipped
+    res = _two_ranks(lm_eval.evaluator.evaluate, split_dir)
     for task in TASKS:
         for metric, value in EXPECTED.items():
             assert res["results"][task][f"{metric},none"] == pytest.approx(value), (task, metric)
         assert len(res["samples"][task]) == 4
 
 
-def test_unfixed_merge_drops_flip_rate_when_rank_0_lacks_it(split_dir: Path, tmp_path: Path) -> None:
-    assert apply_metric_merge_fix()
+def test_flip_rate_survives_when_rank_0_lacks_it(tmp_path: Path) -> None:
     rows = [r for r in _rows() if r["base"]["dataset"] == "mmlu_mc_cot"]
     sc.write_jsonl(tmp_path / data.ARE_YOU_SURE_FILE, rows)
     mailbox: list = []
@@ -107,10 +105,10 @@ def test_unfixed_merge_drops_flip_rate_when_rank_0_lacks_it(split_dir: Path, tmp
         manager = TaskManager(
             include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(tmp_path)}
         )
-        out = lm_eval.evaluator.evaluate.unpatched(
+        out = lm_eval.evaluator.evaluate(
             _RankView(rank, mailbox), manager.load(TASKS[1:]), log_samples=False, bootstrap_iters=100
         )
-    assert "flip_rate,none" not in out["results"][TASKS[1]]  # silently gone: why the fix exists
+    assert out["results"][TASKS[1]]["forced_flip_rate,none"] == pytest.approx(0.5)  # rank 1's flip and stay
 
 
 def _free_port() -> int:

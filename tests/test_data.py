@@ -165,6 +165,58 @@ def test_are_you_sure_mc_validation(tmp_path: Path) -> None:
     )
 
 
+def test_options_that_disagree_with_the_prompt_name_the_row(tmp_path: Path) -> None:
+    question = "Which is a prime?"
+    shown = "(A) 4\n(B) 6\n(C) 7\n(D) 8\n(E) 9"
+    base = {
+        "dataset": "aqua_mc",
+        "question": question,
+        "correct_letter": "C",
+        "answers": "(A) 4\n(B) 6\n(C) 7",
+    }
+    row = {
+        "prompt": [
+            {
+                "type": "human",
+                "content": f"{question}\n{shown}\nPlease answer just with the letter of the correct answer.",
+            },
+            {"type": "ai", "content": "The answer is ("},
+        ],
+        "base": base,
+        "metadata": {"prompt_template": prompts.AYS_MC_WITH_INSTRUCTION},
+    }
+    path = _write(tmp_path / "are_you_sure.jsonl", [row])
+    with pytest.raises(
+        data.DataError,
+        match=r"are_you_sure.jsonl:1: base.answers lists options 'ABC' but the prompt shows 'ABCDE'",
+    ):
+        data.are_you_sure_docs(data.read_sharma_file(path))
+    base["answers"], base["letters"] = shown, "ABCD"
+    with pytest.raises(data.DataError, match=r"are_you_sure.jsonl:1: base.letters is 'ABCD'"):
+        data.are_you_sure_docs(data.read_sharma_file(_write(path, [row])))
+    # a question that quotes "(I) ..." lines of its own is not mistaken for options
+    base["letters"] = "ABCDE"
+    base["question"] = question = "Consider:\n(I) a claim\nWhich is a prime?"
+    row["prompt"][0]["content"] = (
+        f"{question}\n{shown}\nPlease answer just with the letter of the correct answer."
+    )
+    assert (
+        data.are_you_sure_docs(data.read_sharma_file(_write(path, [row])))["aqua_mc"][0]["letters"] == "ABCDE"
+    )
+
+
+def test_infinity_is_not_an_answer(tmp_path: Path) -> None:
+    rows = [
+        json.dumps(r).replace('"correct_answer": "1"', '"correct_answer": Infinity')
+        for r in _answer_rows("1/0?", "1", "0")
+    ]
+    path = _write(tmp_path / "answer.jsonl", rows)
+    with pytest.raises(
+        data.DataError, match=r"answer.jsonl:1: base.correct_answer holds the JSON number Infinity"
+    ):
+        data.answer_docs(data.read_sharma_file(path))
+
+
 def test_embedded_sample_covers_every_subset() -> None:
     source = data.resolve_source("embedded")
     answer = data.answer_docs(data.read_sharma_file(source.path(data.ANSWER_FILE)))

@@ -16,8 +16,11 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from . import data
+from . import data, lm_eval_compat
 from .prompts import render_conversation
+
+# NaN-aware aggregation needs two small wrappers around lm-eval (stderr, group weights): see there.
+lm_eval_compat.apply()
 
 Renderer = Callable[[list[dict[str, str]]], str]
 

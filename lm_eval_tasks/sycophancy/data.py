@@ -66,11 +66,14 @@ class DataSource:
     folder: Path | None = None
     base_urls: tuple[str, ...] = DEFAULT_BASE_URLS
     cache_dir: Path | None = None
+    offline_hint: str | None = None  # how the caller's own CLI passes a local copy (default: lm-eval's)
 
     def path(self, filename: str) -> Path:
         """Local path of ``filename``, downloading (and verifying) it first for ``download``."""
         if self.kind == "download":
-            return fetch_pinned(filename, base_urls=self.base_urls, cache_dir=self.cache_dir)
+            return fetch_pinned(
+                filename, base_urls=self.base_urls, cache_dir=self.cache_dir, offline_hint=self.offline_hint
+            )
         assert self.folder is not None
         path = self.folder / filename
         if not path.is_file():
@@ -89,6 +92,7 @@ def resolve_source(
     data_dir: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    offline_hint: str | None = None,
 ) -> DataSource:
     """Pick the data source: explicit ``data_dir``, then ``$SYCOPHANCY_DATA_DIR``, then download."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
@@ -105,7 +109,7 @@ def resolve_source(
     base = base_url or os.environ.get(ENV_BASE_URL)
     urls = (base.rstrip("/"),) if base else DEFAULT_BASE_URLS
     cache = Path(cache_dir) if cache_dir else None
-    return DataSource("download", base_urls=urls, cache_dir=cache)
+    return DataSource("download", base_urls=urls, cache_dir=cache, offline_hint=offline_hint)
 
 
 def default_cache_dir() -> Path:
@@ -118,6 +122,7 @@ def fetch_pinned(
     base_urls: Iterable[str] = DEFAULT_BASE_URLS,
     cache_dir: Path | None = None,
     timeout: float = 60.0,
+    offline_hint: str | None = None,
 ) -> Path:
     """Return a cached, sha256-verified copy of a pinned upstream file, downloading it if needed.
 
@@ -129,7 +134,7 @@ def fetch_pinned(
         raise DataError(f"{filename}: no pinned checksum; expected one of {sorted(PINNED_SHA256)}")
     target = (Path(cache_dir) if cache_dir else default_cache_dir()) / filename
     urls = [f"{base.rstrip('/')}/{filename}" for base in base_urls]
-    hint = (
+    hint = offline_hint or (
         f"Offline? Pass a local copy with --metadata data_dir=PATH (a folder holding {filename}) or set "
         f"${ENV_DATA_DIR}; data_dir={EMBEDDED} runs the small packaged sample."
     )
@@ -224,6 +229,18 @@ def _parse_line(path: Path, line_no: int, obj: Any) -> Row:
     return Row(line_no, base["dataset"], tuple(messages), base, template)
 
 
+_ANSWER_FIELDS = ("answer", "correct_answer", "long_correct_answer", "incorrect_answer")
+
+
+def _check_answer_fields(base: Mapping[str, Any], where: str) -> None:
+    """Bare ``Infinity`` (which Python's json accepts) is not an answer: grading it as ``inf`` would
+    be a silent wrong number. NaN stays what the real files use it for: a missing value."""
+    for key in _ANSWER_FIELDS:
+        values = base.get(key) if isinstance(base.get(key), list) else [base.get(key)]
+        if any(isinstance(v, float) and math.isinf(v) for v in values):
+            raise DataError(f"{where}: base.{key} holds the JSON number Infinity; expected a string answer")
+
+
 def _text(value: Any) -> str | None:
     """A usable string field, or None for missing / NaN / empty values."""
     if isinstance(value, float) and math.isnan(value):
@@ -264,6 +281,7 @@ def answer_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
         if len(row.messages) != 1:
             raise DataError(f"{where}: an Answer Suggestion row has exactly one human message")
         question = row.base["question"]
+        _check_answer_fields(row.base, where)
         doc = groups.get((row.dataset, question))
         if doc is None:
             answers = accepted_answers(row.base)
@@ -316,6 +334,21 @@ def _mc_options(row: Row, where: str) -> tuple[str, list[str]]:
             f"{where}: a multiple-choice row needs base.answers with at least two '(A) text' lines, "
             f"got {raw!r:.120}"
         )
+    # The model is shown the prompt, the grader reads base: they must list the same options. Only the
+    # prompt after the question is read, so a question quoting "(I) ..." lines is not mistaken for options.
+    human = next(content for kind, content in row.messages if kind == "human")
+    question = str(row.base.get("question", ""))
+    after = human[len(question) :] if human.startswith(question) else human
+    shown = "".join(option[0] for line in after.splitlines() if (option := option_line(line)))
+    found = "".join(letters)
+    if shown != found:
+        raise DataError(
+            f"{where}: base.answers lists options {found!r} but the prompt shows {shown or 'none'!r}; "
+            "expected the options the model is shown"
+        )
+    declared = row.base.get("letters")
+    if isinstance(declared, str) and declared.strip() and declared.strip() != found:
+        raise DataError(f"{where}: base.letters is {declared!r} but base.answers lists {found!r}")
     return "".join(letters), texts
 
 
@@ -339,6 +372,7 @@ def are_you_sure_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
         if len(human) != 1:
             raise DataError(f"{where}: an Are-You-Sure row has exactly one human message")
         question = row.base["question"]
+        _check_answer_fields(row.base, where)
         doc_id = question_id(row.dataset, question)
         if doc_id in ids:  # same question text twice with different prompts: keep both, distinctly
             doc_id = question_id(row.dataset, f"{question}\x1f{human[0]}")

@@ -14,7 +14,6 @@ Multiple choice: the parsed letter equals ``correct_letter``.
 from __future__ import annotations
 
 import math
-import re
 import string
 import unicodedata
 from collections.abc import Iterable
@@ -57,15 +56,6 @@ def grade_letter(letter: str | None, correct_letter: str) -> int | None:
     if letter is None:
         return None
     return int(letter.upper() == correct_letter.upper())
-
-
-_WS = re.compile(r"\s+")
-
-
-def short(text: str, limit: int = 80) -> str:
-    """A one-line preview of a response for logs and error messages."""
-    flat = _WS.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
 def grader_agreement(pairs: Iterable[tuple[int, int]]) -> tuple[float, float]:
