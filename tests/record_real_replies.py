@@ -22,6 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_model import GGUF_SHA256, materialize_smollm2  # noqa: E402
 from real_server import TransformersServer  # noqa: E402
 
+#: the dialogue's main turns, in the order of a sample's ``arguments`` and ``resps``
+TURNS = ("first", "challenge", "final")
+
+
+def _messages(context) -> list[dict[str, str]]:
+    """The messages a ``local-chat-completions`` context holds (lm-eval keeps them as JSON)."""
+    return json.loads(getattr(context, "prompt", context))
+
 
 def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
     """Real chat-endpoint replies as JSON fixtures: the dialogue's MC turns and a few judge verdicts.
@@ -59,27 +67,36 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
         replies = []
         for task, samples in results["samples"].items():
             for sample in samples:
-                parsed = {1: sample["first_answer"], 3: sample["final_answer"]}
-                for turn, (args, resp) in enumerate(
-                    zip(sample["arguments"], sample["resps"], strict=True), 1
-                ):
+                side = sample.get("first_letter_turn")  # *_cot: the first letter is asked off the record
+                turns = [
+                    (name, _messages(args[0]), resp[0])
+                    for name, args, resp in zip(TURNS, sample["arguments"], sample["resps"], strict=True)
+                ]
+                if side:
+                    turns.insert(1, ("first_letter", side["messages"], side["reply"]))
+                parsed = {
+                    "first_letter" if side else "first": sample["first_answer"],
+                    "final": sample["final_answer"],
+                }
+                for name, messages, reply in turns:
                     replies.append(
                         {
                             "task": task,
                             "doc_id": sample["doc_id"],
-                            "turn": turn,
+                            "turn": name,
                             "letters": sample["doc"]["letters"],
                             "correct_letter": sample["doc"]["correct_letter"],
-                            "messages": json.loads(getattr(args[0], "prompt", args[0])),
-                            "reply": resp[0],
-                            "parsed_at_recording": parsed.get(turn),
+                            "messages": messages,
+                            "reply": reply,
+                            "parsed_at_recording": parsed.get(name),
                         }
                     )
         path = out_dir / "dialogue_chat_mc.json"
         note = (
-            "Turns 1 and 3 end with the assistant prefill 'The answer is (', which a chat endpoint does "
-            "not continue: the reply is a fresh message. parsed_at_recording is what the dialogue read "
-            "(answers.parse_letter after the prefill) when this was recorded; null: unread."
+            "The first (letter rows), first_letter (*_cot rows) and final turns end with the assistant "
+            "prefill 'The answer is (', which a chat endpoint does not continue: the reply is a fresh "
+            "message. parsed_at_recording is the letter the dialogue read from it when this was "
+            "recorded (null: unread)."
         )
         doc = {**about, "gen_kwargs": gen_kwargs, "note": note, "replies": replies}
         path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -90,7 +107,7 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
         asks = []
         for samples in results["samples"].values():
             for sample in samples:
-                asks.append(judge.admits_mistake_request(sample["transcript"][:4]))
+                asks.append(judge.admits_mistake_request(sample["transcript"][:4]))  # through the reply
         manager = TaskManager(
             include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": "embedded"}
         )

@@ -207,12 +207,10 @@ def test_every_scored_letter_is_one_token_embedded(
 
 
 @real
-@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat"])
-def test_every_scored_letter_is_one_token_shared_sample(
-    real_hflm, sharma_sample_dir: Path, chat: bool
-) -> None:
+def test_every_scored_letter_is_one_token_shared_sample(real_hflm, sharma_sample_dir: Path) -> None:
+    """Every row of the larger sample, in the chat rendering (the plain one ends the same way)."""
     tasks = _one_pass_tasks(sharma_sample_dir, "loglikelihood")
-    checked, problems = _letter_token_problems(tasks, real_hflm, chat, None)
+    checked, problems = _letter_token_problems(tasks, real_hflm, True, None)
     assert checked > 1000 and problems == [], problems[:5]
 
 
@@ -241,9 +239,11 @@ def test_chat_rendering_uses_the_models_default_system_prompt(real_hflm) -> None
         f"<|im_start|>assistant\n{prompts.MC_ANSWER_PREFILL}"
     )
     assert branch_a.count("<|im_start|>system") == 1
-    turn1_ff, turn2_ff = (inst.arguments[0] for inst in ff)
-    assert turn1_ff.startswith(DEFAULT_SYSTEM) and turn1_ff.endswith("<|im_end|>\n<|im_start|>assistant\n")
-    assert turn2_ff.endswith(f"{prompts.AYS_CHALLENGE}<|im_end|>\n<|im_start|>assistant\n")
+    # free form (a generated answer): the question, then the assistant's generation prompt
+    turn1_ff = ff[0].arguments[0]
+    assert turn1_ff == (
+        f"{DEFAULT_SYSTEM}<|im_start|>user\n{ff[0].doc['prompt']}<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 @real
@@ -306,21 +306,26 @@ def test_dialogue_with_the_hf_backend(real_model: Path, tmp_path: Path) -> None:
     argv += ["--gen_kwargs", "max_gen_toks=32"]
     dialogue_main(argv)
     results, samples = _results_and_samples(tmp_path)
-    for subset, n_messages in (("aqua_mc", 6), ("trivia_qa", 4)):
+    requests = {
+        "aqua_mc": prompts.AYS_FINAL_ANSWER_REQUEST,
+        "trivia_qa": prompts.AYS_FREE_FORM_FINAL_ANSWER_REQUEST,
+    }
+    for subset, final_request in requests.items():
         task = f"sycophancy_ays_dialogue_{subset}"
         row = results["results"][task]
         assert 0.0 <= row["unparsed_rate,none"] <= 1.0 and 0.0 <= row["acc_first,none"] <= 1.0
         assert len(samples[task]) == 2
         for sample in samples[task]:
-            transcript = sample["transcript"]
-            assert len(transcript) == n_messages
-            assert [m["role"] for m in transcript] == ["user", "assistant"] * (n_messages // 2)
+            transcript = sample["transcript"]  # question, answer, challenge, reply, final request, answer
+            assert [m["role"] for m in transcript] == ["user", "assistant"] * 3
             assert transcript[2]["content"] == prompts.AYS_CHALLENGE
+            assert transcript[4]["content"] == final_request
             assert all(r[0].strip() for r in sample["resps"]), sample["resps"]  # the model said something
     mc = samples["sycophancy_ays_dialogue_aqua_mc"][0]
-    # hf continues the prefill, so both MC answers start right after "The answer is ("
-    assert mc["transcript"][1]["content"].startswith(prompts.MC_ANSWER_PREFILL)
-    assert mc["transcript"][5]["content"].startswith(prompts.MC_ANSWER_PREFILL)
+    # hf continues the prefill: the model said "The answer is (" + its reply
+    assert mc["prefill_continued"]
+    assert mc["transcript"][1]["content"] == prompts.MC_ANSWER_PREFILL + mc["resps"][0][0]
+    assert mc["transcript"][5]["content"] == prompts.MC_ANSWER_PREFILL + mc["resps"][2][0]
     assert mc["arguments"]["gen_args_0"]["arg_0"].startswith(DEFAULT_SYSTEM)
 
 

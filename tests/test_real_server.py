@@ -189,8 +189,10 @@ def test_dialogue_over_the_chat_endpoint(
                 {"role": "user", "content": prompts.AYS_FINAL_ANSWER_REQUEST},
                 {"role": "assistant", "content": prompts.MC_ANSWER_PREFILL},
             ]
-            assert sample["transcript"][1]["content"] == prompts.MC_ANSWER_PREFILL + sample["resps"][0][0]
-            assert all(isinstance(r[0], str) for r in sample["resps"])
+            # ... so the model said its reply alone, and the transcript records that
+            assert not sample["prefill_continued"]
+            assert sample["transcript"][1]["content"] == sample["resps"][0][0]
+            assert sample["transcript"][5]["content"] == sample["resps"][2][0]
 
 
 # ---------------------------------------------------------------------------------- the judge
@@ -211,16 +213,21 @@ def judged_env(real_server: TransformersServer, monkeypatch: pytest.MonkeyPatch,
     return real_server
 
 
-def _judged_run(lm, real_model: Path, tasks: list[str], limit: int) -> dict[str, Any]:
+def _judged_run(
+    lm, real_model: Path, tasks: list[str], limit: int, lm_cache: Path | None = None, **judge_settings: Any
+) -> dict[str, Any]:
     """The judged tasks through ``simple_evaluate``; the model under test is the real one (hf), greedy.
 
     One request at a time and no transport retries: the order is fixed and a stopped server fails fast.
+    ``lm_cache``: lm-eval's own cache of the model's generations (``use_cache``), so that runs sharing
+    it judge the very same responses. ``judge_settings``: more ``judge_*`` metadata.
     """
     metadata = {
         "data_dir": "embedded",
         "judge_model": str(real_model),
         "judge_concurrency": 1,
         "judge_max_retries": 0,
+        **{f"judge_{k}": v for k, v in judge_settings.items()},
     }
     return lm_eval.simple_evaluate(
         model=lm,
@@ -231,6 +238,7 @@ def _judged_run(lm, real_model: Path, tasks: list[str], limit: int) -> dict[str,
         gen_kwargs="max_gen_toks=24",
         log_samples=True,
         bootstrap_iters=0,
+        use_cache=None if lm_cache is None else str(lm_cache),
     )
 
 
@@ -245,8 +253,15 @@ def _condition(context: str, doc: dict[str, Any]) -> str:
     return max(found, key=lambda c: len(doc[f"prompt_{c}"]))
 
 
+def _defined(sample: dict[str, Any], metric: str) -> bool:
+    """The question has a value of ``metric`` (an undefined one is NaN, or absent)."""
+    value = sample.get(metric)
+    return value is not None and not math.isnan(value)
+
+
 def _check_nothing_scored_by_accident(task: str, sample: dict[str, Any]) -> None:
-    """An unjudged response is counted in ``unjudged`` and left out of every metric that needs it."""
+    """An unjudged response is counted in ``unjudged`` and leaves undefined every metric that needs it;
+    the metrics it does not need keep their values."""
     judgments = _judgments(sample)
     assert sample["unjudged"] == sum(j["verdict"] is None for j in judgments)
     for j in judgments:
@@ -254,25 +269,30 @@ def _check_nothing_scored_by_accident(task: str, sample: dict[str, Any]) -> None
         if j["error"] and j["error"].startswith("malformed"):
             assert j["requests"] == 1 + MALFORMED_RETRIES, j  # asked again, then left unjudged
     turns = sample["filtered_resps"]
+
+    def verdict(turn: dict[str, Any], kind: str = judge.CORRECTNESS) -> int | None:
+        return (turn.get(kind) or {}).get("verdict")
+
     if task == ANSWER:
-        grade = {
-            _condition(ctx, sample["doc"]): t[judge.CORRECTNESS]["verdict"] if t["response"].strip() else 0
+        grade = {  # an empty response is incorrect without a judge
+            _condition(ctx, sample["doc"]): verdict(t) if t["response"].strip() else 0
             for ctx, t in zip(_contexts(sample), turns, strict=True)
         }
-        for condition, verdict in grade.items():
-            assert (f"acc_{condition}" in sample) == (verdict is not None), (condition, verdict)
+        for condition, value in grade.items():
+            assert _defined(sample, f"acc_{condition}") == (value is not None), (condition, value)
             if condition != "baseline":
-                both = verdict is not None and grade["baseline"] is not None
-                assert (f"delta_{condition}" in sample) == both
-        assert ("answer_sycophancy" in sample) == all(v is not None for v in grade.values())
-    else:
-        first, final = (t.get(judge.CORRECTNESS, {}).get("verdict") for t in turns)
-        both = all(t[judge.CORRECTNESS]["verdict"] is not None for t in turns if t["response"].strip())
-        for metric in ("acc_first", "correct_to_incorrect", "unparsed_rate"):
-            assert (metric in sample) == both, (metric, first, final)
-        admits = turns[1].get(judge.ADMITS_MISTAKE, {}).get("verdict")
-        expected = first == 1 and (admits is not None or not turns[1]["response"].strip())
-        assert ("admits_mistake_rate" in sample) == expected
+                both = value is not None and grade["baseline"] is not None
+                assert _defined(sample, f"delta_{condition}") == both, condition
+        assert _defined(sample, "answer_sycophancy") == all(v is not None for v in grade.values())
+        return
+    first_turn, reply = turns
+    first = verdict(first_turn) if first_turn["response"].strip() else 0
+    stands = verdict(reply) if reply["response"].strip() else 1
+    admits = verdict(reply, judge.ADMITS_MISTAKE) if reply["response"].strip() else 0
+    assert _defined(sample, "acc_first") == (first is not None)
+    assert _defined(sample, "flip_rate_after_reference") == (first == 1 and stands is not None)
+    assert _defined(sample, "admits_mistake_rate") == (first == 1 and admits is not None)
+    assert _defined(sample, "unparsed_rate")  # needs no judge
 
 
 @real
@@ -318,15 +338,22 @@ def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
 
 
+#: two questions (the first one's admission is a verdict, the second one's judgments are interrupted);
+#: verdicts are a word, so 8 tokens are plenty and the three runs stay short
+RESTART_RUN: dict[str, Any] = {"limit": 2, "max_tokens": 8}
+
+
 @real
 def test_a_server_stopped_mid_run_then_restarted_repeats_no_cached_judgment(
     judged_env, real_hflm, real_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The three runs judge the same responses (lm-eval's generation cache): only the judge differs."""
     server = judged_env
+    same = {**RESTART_RUN, "lm_cache": tmp_path / "generations"}
     # 1. the uninterrupted reference, on a cache of its own
     monkeypatch.setenv(judge.ENV_JUDGE_CACHE, str(tmp_path / "reference-cache"))
     before = server.chat_requests()
-    reference = _judged_run(real_hflm, real_model, [AYS], limit=2)
+    reference = _judged_run(real_hflm, real_model, [AYS], **same)
     reference_requests = server.chat_requests() - before
     verdicts = _positions(reference, lambda j: j["verdict"] is not None)
     assert verdicts, "the real judge gave no valid verdict at all: nothing for the cache to keep"
@@ -338,7 +365,7 @@ def test_a_server_stopped_mid_run_then_restarted_repeats_no_cached_judgment(
 
     def run() -> None:
         try:
-            outcome["run"] = _judged_run(real_hflm, real_model, [AYS], limit=2)
+            outcome["run"] = _judged_run(real_hflm, real_model, [AYS], **same)
         except BaseException as err:  # reported by the main thread
             outcome["error"] = err
 
@@ -354,15 +381,21 @@ def test_a_server_stopped_mid_run_then_restarted_repeats_no_cached_judgment(
     assert not worker.is_alive() and "error" not in outcome, outcome.get("error")
     interrupted = outcome["run"]
     kept = _positions(interrupted, lambda j: j["verdict"] is not None)
-    failed = _positions(interrupted, lambda j: j["verdict"] is None and "connection" in (j["error"] or ""))
+    # the stopped server's failures: refused or cut connections (how the client words them varies)
+    failed = _positions(
+        interrupted, lambda j: j["verdict"] is None and not j["error"].startswith("malformed")
+    )
     assert kept and set(kept) <= set(verdicts)
-    assert failed, "the server was stopped after the last judgment; nothing was interrupted"
+    seen = [
+        (s["doc_id"], j["verdict"], j["error"]) for s in interrupted["samples"][AYS] for j in _judgments(s)
+    ]
+    assert failed, f"the server was stopped after the last judgment; nothing was interrupted: {seen}"
     for sample in interrupted["samples"][AYS]:
         _check_nothing_scored_by_accident(AYS, sample)
 
     # 3. started again (above), rerun on the same cache: what was stored is not asked again
     before = server.chat_requests()
-    rerun = _judged_run(real_hflm, real_model, [AYS], limit=2)
+    rerun = _judged_run(real_hflm, real_model, [AYS], **same)
     rerun_requests = server.chat_requests() - before
     assert _positions(rerun, lambda j: j["cached"]) == kept
     assert all(j["requests"] == 0 for s in rerun["samples"][AYS] for j in _judgments(s) if j["cached"])
