@@ -64,6 +64,9 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
             + ["--model_args", f"model={model},base_url={server.chat_url},max_retries=1"]
             + ["--tasks", tasks, "--metadata", "data_dir=embedded", "--gen_kwargs", gen_kwargs]
         )
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
         replies = []
         for task, samples in results["samples"].items():
             for sample in samples:
@@ -79,6 +82,10 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
                     "final": sample["final_answer"],
                 }
                 for name, messages, reply in turns:
+                    # what the model read: transformers serve applies the chat template this way
+                    rendered = tokenizer.apply_chat_template(
+                        messages, tokenize=False, add_generation_prompt=True
+                    )
                     replies.append(
                         {
                             "task": task,
@@ -87,6 +94,7 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
                             "letters": sample["doc"]["letters"],
                             "correct_letter": sample["doc"]["correct_letter"],
                             "messages": messages,
+                            "rendered_by_server": rendered,
                             "reply": reply,
                             "parsed_at_recording": parsed.get(name),
                         }
@@ -95,8 +103,9 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
         note = (
             "The first (letter rows), first_letter (*_cot rows) and final turns end with the assistant "
             "prefill 'The answer is (', which a chat endpoint does not continue: the reply is a fresh "
-            "message. parsed_at_recording is the letter the dialogue read from it when this was "
-            "recorded (null: unread)."
+            "message. rendered_by_server is the text the model read (the chat template with a "
+            "generation prompt, as transformers serve applies it: the prefill becomes a closed turn). "
+            "parsed_at_recording is the letter the dialogue read when this was recorded (null: unread)."
         )
         doc = {**about, "gen_kwargs": gen_kwargs, "note": note, "replies": replies}
         path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
