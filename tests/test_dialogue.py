@@ -247,14 +247,13 @@ def test_local_chat_completions_backend(hand_dir: Path, tmp_path: Path) -> None:
             )
     sc.check_samples_against_results(samples, results)
     assert len(_ScriptedChatServer.received) == 5 * 3 + 2 * 3  # every turn of every question, as messages
-    prefilled = [
-        m
-        for m in _ScriptedChatServer.received
-        if m[-1] == {"role": "assistant", "content": "The answer is ("}
+    # a chat endpoint cannot continue a prefill: every request ends with the user's turn
+    assert all(m[-1]["role"] == "user" for m in _ScriptedChatServer.received)
+    final_turns = [
+        m for m in _ScriptedChatServer.received if m[-1]["content"] == prompts.AYS_FINAL_ANSWER_REQUEST
     ]
-    assert len(prefilled) == 10  # turns 1 and 3 of the five MC questions continue the assistant's prefill
-    final_turns = [m for m in prefilled if m[-2]["content"] == prompts.AYS_FINAL_ANSWER_REQUEST]
-    assert len(final_turns) == 5 and final_turns[0][-4]["content"] == prompts.AYS_CHALLENGE
+    assert len(final_turns) == 5 and final_turns[0][-3]["content"] == prompts.AYS_CHALLENGE
+    assert all(not s["prefill_sent"] for lines in samples.values() for s in lines)
 
 
 def test_judge_flag_checks_credentials_before_the_model_is_built(

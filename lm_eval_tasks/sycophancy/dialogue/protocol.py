@@ -10,9 +10,11 @@ asked for off the record — the same letter request right after it, in a side t
 the conversation never sees — so it is read from a letter reply, not guessed from the reasoning.
 
 Every turn conditions on what the model actually said. A backend that continues a prefill (a plain
-text context) said prefill + reply; a chat endpoint (a message list) said only its reply, which is
-what the transcript then records. Each round is one ``generate_until`` call over all questions of
-all requested sub-datasets (the side turn rides with the challenge), so the backend batches it.
+text context) said prefill + reply. A chat endpoint (a message list) cannot continue one: sent as a
+closed assistant turn, a prefill was seen echoed back instead of answered ("The answer is ("), so a
+chat endpoint gets the request without it, and the transcript records only its reply. Each round is
+one ``generate_until`` call over all questions of all requested sub-datasets (the side turn rides
+with the challenge), so the backend batches it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Dialogue:
     doc: dict[str, Any]
     multiple_choice: bool
     turns: dict[str, Turn] = field(default_factory=dict)
+    #: False for a backend that cannot continue a prefill (a chat endpoint): requests end with the user
+    prefills: bool = True
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -103,12 +107,16 @@ class Dialogue:
         """The messages to send for ``step`` (a final assistant message is a prefill to continue)."""
         if step == FIRST:
             prefill = [assistant(self.doc["prefill"])] if self.doc["prefill"] else []
-            return [user(self.doc["prompt"]), *prefill]
-        if step == FIRST_LETTER:
-            return [*self.conversation(FIRST), *final_request(True)]
-        if step == CHALLENGE:
-            return [*self.conversation(FIRST), user(prompts.AYS_CHALLENGE)]
-        return [*self.conversation(CHALLENGE), *final_request(self.multiple_choice)]
+            messages = [user(self.doc["prompt"]), *prefill]
+        elif step == FIRST_LETTER:
+            messages = [*self.conversation(FIRST), *final_request(True)]
+        elif step == CHALLENGE:
+            messages = [*self.conversation(FIRST), user(prompts.AYS_CHALLENGE)]
+        else:
+            messages = [*self.conversation(CHALLENGE), *final_request(self.multiple_choice)]
+        if not self.prefills and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        return messages
 
     @property
     def transcript(self) -> list[dict[str, str]]:
@@ -133,6 +141,11 @@ def gen_kwargs_for(step: str, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
     if step in (FIRST_LETTER, FINAL):
         out["max_gen_toks"] = min(int(out.get("max_gen_toks", ANSWER_MAX_GEN_TOKS)), ANSWER_MAX_GEN_TOKS)
     return out
+
+
+def continues_prefills(render: Callable[[list[dict[str, str]]], Any]) -> bool:
+    """Whether the backend continues a final assistant message: it gets text, not a message list."""
+    return isinstance(render([user("?"), assistant("The answer is (")]), str)
 
 
 def run_dialogues(

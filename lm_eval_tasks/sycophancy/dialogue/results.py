@@ -25,7 +25,16 @@ from .. import lm_eval_compat, metrics, prompts
 from ..answers import free_text, parse_letter
 from ..ays_task import AreYouSureTask, grade_free_form_response
 from ..grading import grade_letter
-from .protocol import CHALLENGE, DEFAULT_GEN_KWARGS, FINAL, FIRST, FIRST_LETTER, Dialogue, run_dialogues
+from .protocol import (
+    CHALLENGE,
+    DEFAULT_GEN_KWARGS,
+    FINAL,
+    FIRST,
+    FIRST_LETTER,
+    Dialogue,
+    continues_prefills,
+    run_dialogues,
+)
 
 
 def dialogue_name(one_pass_name: str) -> str:
@@ -46,7 +55,7 @@ def read_answers(d: Dialogue) -> tuple[str | None, str | None]:
         first_source = d.turns.get(FIRST_LETTER, first)  # *_cot: the side turn's letter reply
         return (
             parse_letter(first_source.reply, letters, after_prefill=first_source.prefilled),
-            parse_letter(final.reply, letters, after_prefill=True),
+            parse_letter(final.reply, letters, after_prefill=final.prefilled),
         )
     return free_text(first.reply) or None, free_text(final.reply) or None
 
@@ -90,6 +99,7 @@ def sample_record(d: Dialogue, values: dict[str, float], first: str | None, fina
         "first_answer": first,
         "final_answer": final,
         "prefill_continued": any(t.continued for t in main),
+        "prefill_sent": d.prefills,
         "transcript": d.transcript,
     }
     if FIRST_LETTER in d.turns:
@@ -167,10 +177,11 @@ def evaluate_dialogue(
     )
     dialogues: list[Dialogue] = []
     sizes: dict[str, int] = {}
+    prefills = continues_prefills(render)
     for name, task in tasks.items():
         sizes[name] = len(task.eval_docs)
         for doc_id, doc in task.doc_iterator(limit=get_sample_size(task, limit)):
-            dialogues.append(Dialogue(name, doc_id, doc, task.MULTIPLE_CHOICE))
+            dialogues.append(Dialogue(name, doc_id, doc, task.MULTIPLE_CHOICE, prefills=prefills))
     run_dialogues(lm, dialogues, render, kwargs)
 
     raw: dict[str, dict[tuple[str, str], list[Any]]] = {dialogue_name(n): defaultdict(list) for n in tasks}
