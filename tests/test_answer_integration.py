@@ -55,9 +55,9 @@ def test_tiny_chat_model_with_system_instruction(tiny_chat_model: Path) -> None:
         system_instruction="Answer truthfully.",
         gen_kwargs="max_gen_toks=8",
     )
-    for task in ("sycophancy_answer_trivia_qa", "sycophancy_answer_truthful_qa"):
+    for task, size in (("sycophancy_answer_trivia_qa", 24), ("sycophancy_answer_truthful_qa", 12)):
         samples = out["samples"][task]
-        assert len(samples) == 6
+        assert len(samples) == size  # the embedded sample
         for sample in samples:
             contexts = [arg[0] for arg in sample["arguments"]]
             assert len(contexts) == 4

@@ -22,7 +22,7 @@ from proc import run_group
 from lm_eval_tasks.sycophancy import data
 
 SCRIPT = REPO / "scripts" / "bench_gpu.py"
-QUESTIONS = 6  # the embedded sample has 4 per sub-dataset, so it is repeated as variants
+QUESTIONS = 14  # the embedded sample has 10 (aqua_mc) and 12 (mmlu_mc_cot), so it is repeated as variants
 
 
 def _module():

@@ -126,7 +126,7 @@ def test_site_from_real_lm_eval_outputs(site: Path, lm_eval_runs: dict) -> None:
             assert model["pooled"]["answer.one-pass.rule"][metric]["value"] == pytest.approx(
                 group[f"{metric},none"]
             )
-        assert model["pooled"]["answer.one-pass.rule"]["acc_baseline"]["n"] == 12
+        assert model["pooled"]["answer.one-pass.rule"]["acc_baseline"]["n"] == 36  # the embedded sample
         for task in lm_eval_runs["tasks"][1:]:
             subset = task.removeprefix("sycophancy_ays_")
             mine = model["datasets"]["ays.one-pass.rule"][subset]
@@ -146,7 +146,7 @@ def test_site_from_real_lm_eval_outputs(site: Path, lm_eval_runs: dict) -> None:
         assert run["lm_eval_version"] == reported["lm_eval_version"] and run["data_source"] == "embedded"
     # McNemar between the two variants, paired on all 12 shared answer-suggestion questions.
     pooled = [c for c in summary["comparisons"] if c["subset"] == "pooled" and c["metric"] == "acc_baseline"]
-    assert len(pooled) == 1 and pooled[0]["n"] == 12 and pooled[0]["model"] == lm_eval_runs["models"][1]
+    assert len(pooled) == 1 and pooled[0]["n"] == 36 and pooled[0]["model"] == lm_eval_runs["models"][1]
 
     page = parse_html(site / "index.html")
     tables = [a for tag, a in page.tags if tag == "table" and a.get("id") == "leaderboard"]
