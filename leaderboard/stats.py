@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import bdtr, ndtri
@@ -45,7 +45,7 @@ class Estimate:
     k: int | None = None  # successes, for rates
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n, "k": self.k}
 
 
 EMPTY = Estimate(None, None, None, 0)
@@ -53,10 +53,12 @@ EMPTY = Estimate(None, None, None, 0)
 
 def _binary_counts(values: np.ndarray, what: str) -> tuple[int, int]:
     """(successes, n) of a 0/1 vector, ignoring NaN (questions where a conditional metric is absent)."""
-    present = values[~np.isnan(values)]
-    if not np.all((present == 0) | (present == 1)):
+    ones = int(np.count_nonzero(values == 1))
+    n = values.size - int(np.count_nonzero(np.isnan(values)))
+    if ones + int(np.count_nonzero(values == 0)) != n:
+        present = values[~np.isnan(values)]
         raise ValueError(f"{what}: expected 0/1 values per question, got {sorted(set(present.tolist()))[:5]}")
-    return int(present.sum()), int(present.size)
+    return ones, n
 
 
 def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -268,7 +270,7 @@ class McNemar:
     p_value: float | None
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        return {"n": self.n, "b": self.b, "c": self.c, "p_value": self.p_value}
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
@@ -281,11 +283,12 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
     if x.shape != y.shape:
         raise ValueError(f"mcnemar_exact: shapes differ {x.shape} vs {y.shape}")
     keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
+    if not keep.all():
+        x, y = x[keep], y[keep]
     _binary_counts(x, "mcnemar a")
     _binary_counts(y, "mcnemar b")
-    only_a = int(np.sum((x == 1) & (y == 0)))
-    only_b = int(np.sum((x == 0) & (y == 1)))
+    only_a = int(np.count_nonzero(x > y))  # 0/1 values: x > y is exactly "x == 1 and y == 0"
+    only_b = int(np.count_nonzero(x < y))
     if x.size == 0:
         return McNemar(0, 0, 0, None)
     if only_a + only_b == 0:
