@@ -6,7 +6,7 @@ Recipes::
     python -m leaderboard build runs/ --out site/ --variants leaderboard.yaml
     python -m leaderboard build runs/ more-runs/ --out site/ --keep all      # show superseded runs too
     python -m leaderboard publish site/ --to /var/www/sycophancy              # any static host
-    python -m leaderboard publish site/ --hf-repo my-org/sycophancy-leaderboard --dry-run
+    python -m leaderboard publish site/ --hf_repo my-org/sycophancy-leaderboard --dry_run
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 from . import stats
 from .cache import BuildCache, CacheError, default_cache_dir
@@ -25,8 +27,8 @@ from .summary import summarize
 from .variants import VariantsError, load_variants
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syco-leaderboard", description=__doc__.splitlines()[0])
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="syco-leaderboard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="read lm-eval output folders and write the static site")
@@ -42,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="repeated runs: newest wins, or show history",
     )
     build.add_argument(
-        "--allow-sample", action="store_true", help="accept runs on the embedded sample data (demos only)"
+        "--allow_sample", action="store_true", help="accept runs on the embedded sample data (demos only)"
     )
     build.add_argument("--strict", action="store_true", help="any skipped file or run is an error")
     build.add_argument("--title", default="Sycophancy leaderboard")
@@ -59,17 +61,19 @@ def make_parser() -> argparse.ArgumentParser:
     publish.add_argument("site", type=Path)
     where = publish.add_mutually_exclusive_group(required=True)
     where.add_argument("--to", type=Path, help="destination folder (replaced atomically)")
-    where.add_argument("--hf-repo", metavar="ORG/NAME", help="Hugging Face repo to upload to")
+    where.add_argument("--hf_repo", metavar="ORG/NAME", help="Hugging Face repo to upload to")
     publish.add_argument(
-        "--repo-type", choices=REPO_TYPES, default="space", help="static Space or dataset repo"
+        "--repo_type", choices=REPO_TYPES, default="space", help="static Space or dataset repo"
     )
-    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded; upload nothing")
+    publish.add_argument("--dry_run", action="store_true", help="list what would be uploaded; upload nothing")
     return parser
 
 
 def build(args: argparse.Namespace) -> int:
     if args.resamples < 100:
-        raise SystemExit("--resamples must be at least 100")
+        raise SiteError(f"--resamples {args.resamples}: expected at least 100 (bootstrap resamples)")
+    if args.seed < 0:
+        raise SiteError(f"--seed {args.seed}: expected a non-negative integer (numpy's seed rule)")
     variants = load_variants(args.variants)
     check_destination(args.out, args.results)  # before anything is read or cached
     cache = None if args.no_cache else BuildCache(args.cache_dir or default_cache_dir(args.out))
@@ -82,7 +86,7 @@ def build(args: argparse.Namespace) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     if not ingested.runs:
         hint = (
-            " (every run used the embedded sample data: pass --allow-sample)"
+            " (every run used the embedded sample data: pass --allow_sample)"
             if ingested.refused_sample
             else ""
         )
@@ -114,7 +118,17 @@ def publish(args: argparse.Namespace) -> int:
             print(f"warning: {args.site / rel}: not in the build's manifest; not published", file=sys.stderr)
         print(f"Published {len(checked.files)} files to {args.to}")
         return 0
-    ops = publish_to_hub(args.site, args.hf_repo, repo_type=args.repo_type, dry_run=args.dry_run)
+    try:
+        ops = publish_to_hub(args.site, args.hf_repo, repo_type=args.repo_type, dry_run=args.dry_run)
+    except SiteError:
+        raise
+    except Exception as err:  # offline, no token, no rights: any of huggingface_hub's errors
+        print(
+            f"error: the upload to {args.repo_type} {args.hf_repo} failed ({type(err).__name__}: {err}); "
+            f"the site at {args.site} is unchanged: publish it again when the Hub is reachable",
+            file=sys.stderr,
+        )
+        return 1
     if args.dry_run:
         for op in ops:
             print(op.path_in_repo)

@@ -32,6 +32,7 @@ import numpy as np
 
 from lm_eval_tasks.sycophancy import data
 from lm_eval_tasks.sycophancy import metrics as registry
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 from . import tasks
 
@@ -229,7 +230,7 @@ def _build(args: argparse.Namespace, label: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folders", type=int, default=500)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real question counts")
     parser.add_argument(

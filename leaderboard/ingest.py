@@ -42,7 +42,7 @@ from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
 from . import cache as build_cache
 from . import tasks
-from .tasks import TaskId
+from .tasks import Metric, TaskId
 
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
@@ -171,9 +171,10 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) -> None:
-    """Consistency of one question's values: stored deltas match their terms; a conditional metric
-    exists exactly where its condition holds (rule-graded runs: flip_rate iff the first answer is right)."""
+def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int], conditional: list) -> None:
+    """Consistency of one question's values: stored deltas match their terms (the registry's); a
+    conditional metric exists exactly where its condition holds (``conditional``: the rule-graded
+    task's own, e.g. forced_flip_rate iff the first answer is right)."""
     for m in tasks.METRICS[task.family]:
         value = row[col[m.name]]
         if m.is_delta and not math.isnan(value):
@@ -184,8 +185,9 @@ def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int]) 
                     f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
                     "difference on this question",
                 )
-        rule_checked = m.given and task.grader == tasks.RULE and registry.rule_graded(m.name)
-        if rule_checked and (not math.isnan(value)) != (row[col[m.given]] == 1):
+    for m in conditional:
+        value = row[col[m.name]]
+        if (not math.isnan(value)) != (row[col[m.given]] == 1):
             state = "present" if not math.isnan(value) else "missing"
             raise _Skip(
                 where,
@@ -224,19 +226,32 @@ _TAIL_START = b', "filter": "'
 _STRING = rb'[^"\\\x00-\x1f]*'  # a JSON string without escapes
 _SKIPPED = rb'[^"]*'  # a string the leaderboard does not use (hashes): found, not checked
 _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
-_TAILS: dict[str, re.Pattern[bytes]] = {}
+_TAIL_FIXED = (
+    _TAIL_START + b"(" + _STRING + rb')", "metrics": \[[^\]]*\], "doc_hash": "' + _SKIPPED
+    + b'", "prompt_hash": "' + _SKIPPED + b'", "target_hash": "' + _SKIPPED + b'"'
+)  # fmt: skip
+_ANY_TAIL = re.compile(_TAIL_FIXED + rb'((?:, "[A-Za-z0-9_]+": [^,}"]+)*)\}\Z')
+_KEY = re.compile(rb'"([A-Za-z0-9_]+)": ')
+_TAILS: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
 
 
-def _tail(family: str) -> re.Pattern[bytes]:
-    """The end of a line: filter, metric names, hashes, then the family's metrics in registry order,
-    each optional (older task versions left undefined ones out; current ones write NaN)."""
-    if family not in _TAILS:
-        values = b"".join(b'(?:, "' + m.name.encode() + rb'": ([^,}]+))?' for m in tasks.METRICS[family])
-        _TAILS[family] = re.compile(
-            _TAIL_START + b"(" + _STRING + rb')", "metrics": \[[^\]]*\], "doc_hash": "' + _SKIPPED
-            + b'", "prompt_hash": "' + _SKIPPED + b'", "target_hash": "' + _SKIPPED + b'"' + values + rb"\}\Z"
-        )  # fmt: skip
-    return _TAILS[family]
+def _tail(first: bytes, family: str) -> tuple[re.Pattern[bytes], list[str]] | None:
+    """The end of a line of this file: filter, metric names, hashes, then the metric values in the
+    order the first line has them (the task's own order), each optional (older task versions left
+    undefined ones out; current ones write NaN). None when the first line ends otherwise, or carries
+    a value that is not one of the family's metrics (judge bookkeeping: the exact reader's)."""
+    found = _ANY_TAIL.match(first, first.rfind(_TAIL_START))
+    if found is None:
+        return None
+    keys = tuple(_KEY.findall(found[2]))
+    ours = {m.name for m in tasks.METRICS[family]}
+    names = [k.decode() for k in keys]
+    if not keys or len(set(keys)) != len(keys) or not set(names) <= ours:
+        return None
+    if keys not in _TAILS:
+        values = b"".join(b'(?:, "' + k + rb'": ([^,}]+))?' for k in keys)
+        _TAILS[keys] = re.compile(_TAIL_FIXED + values + rb"\}\Z")
+    return _TAILS[keys], names
 
 
 def _token_value(token: bytes | None) -> float | None:
@@ -265,7 +280,10 @@ def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
         return None
     lines = data.split(b"\n")
     lines.pop()
-    head, tail = _HEAD.match, _tail(task.family).match
+    layout = _tail(lines[0], task.family) if lines else None
+    if layout is None:
+        return None
+    head, tail, keys = _HEAD.match, layout[0].match, layout[1]
     heads = [head(line) for line in lines]
     tails = [tail(line, line.rfind(_TAIL_START)) for line in lines]
     if not lines or None in heads or None in tails:
@@ -277,22 +295,35 @@ def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
     ids = tuple(b"\n".join([heads[i][1] for i in chosen]).decode("utf-8").split("\n"))
     if len(set(ids)) != len(ids):
         return None
-    names = [m.name for m in tasks.METRICS[task.family]]
+    row_of = {m.name: i for i, m in enumerate(tasks.METRICS[task.family])}
     columns = list(zip(*[tails[i].groups()[1:] for i in chosen], strict=True))
-    matrix = np.empty((len(names), len(ids)))
-    for row, tokens in enumerate(columns):
+    matrix = np.full((len(row_of), len(ids)), np.nan)  # a metric no line has: undefined everywhere
+    for name, tokens in zip(keys, columns, strict=True):
         table = {token: _token_value(token) for token in set(tokens)}
         if None in table.values():
             return None
-        matrix[row] = np.fromiter(map(table.__getitem__, tokens), dtype=float, count=len(tokens))
+        matrix[row_of[name]] = np.fromiter(map(table.__getitem__, tokens), dtype=float, count=len(tokens))
     return (tuple(map(sys.intern, ids)), matrix) if _columns_valid(task, matrix) else None
+
+
+def _rules(task: TaskId) -> tuple[tuple[str, ...], list[Metric], list[Metric]]:
+    """What the questions of ``task`` must satisfy, for both readers: the metrics every question defines
+    (none for the judge's tasks, which leave out what it could not grade), the conditional metrics
+    defined exactly where their condition holds (the rule-graded task's own, e.g. forced_flip_rate iff
+    the first answer is right), and the optional ones, on every question or on none."""
+    family_metrics = tasks.METRICS[task.family]
+    rule = task.grader == tasks.RULE
+    names = tasks.reported(task)
+    conditional = [m for m in family_metrics if m.given and rule and (names is None or m.name in names)]
+    all_or_none = [m for m in family_metrics if rule and tasks.optional(task.family, m) and not m.conditional]
+    return tasks.required(task), conditional, all_or_none
 
 
 def _columns_valid(task: TaskId, matrix: np.ndarray) -> bool:
     """Every check ``_exact_samples`` makes per question and per file, on whole columns."""
     metrics = tasks.METRICS[task.family]
     row = {m.name: i for i, m in enumerate(metrics)}
-    required = tasks.required_metrics(task.family) if task.grader == tasks.RULE else ()
+    required, conditional, all_or_none = _rules(task)
     missing = np.isnan(matrix)
     for m in metrics:
         values, absent = matrix[row[m.name]], missing[row[m.name]]
@@ -306,19 +337,16 @@ def _columns_valid(task: TaskId, matrix: np.ndarray) -> bool:
                 expect = expect + weight * matrix[row[term]]
             if np.any(np.abs(values - expect) > 1e-9):  # NaN compares False there too
                 return False
-        if m.given and task.grader == tasks.RULE and registry.rule_graded(m.name):
-            if np.any(~absent != (matrix[row[m.given]] == 1)):
-                return False
-        if tasks.optional(task.family, m) and task.grader == tasks.RULE and 0 < absent.sum() < absent.size:
+    for m in conditional:
+        if np.any(~missing[row[m.name]] != (matrix[row[m.given]] == 1)):
             return False
-    return True
+    return not any(0 < missing[row[m.name]].sum() < matrix.shape[1] for m in all_or_none)
 
 
 def _exact_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarray]:
     """``read_samples`` through ``json``, line by line: the reference the fast path must agree with."""
     family_metrics = tasks.METRICS[task.family]
-    # Judged tasks leave out what the judge could not grade, so no metric is on every question there.
-    required = tasks.required_metrics(task.family) if task.grader == tasks.RULE else ()
+    required, conditional, all_or_none = _rules(task)
     ids: list[str] = []
     first_line: dict[str, int] = {}
     rows: list[list[float]] = []
@@ -356,20 +384,19 @@ def _exact_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
                     need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
                     raise _Skip(where, f"{m.name} = {raw!r}; expected {need}")
                 row.append(value)
-            _check_row(where, task, row, col)
+            _check_row(where, task, row, col, conditional)
             ids.append(sys.intern(qid))
             rows.append(row)
     except DataError as err:  # unreadable bytes or JSON: the message already names file and line
         raise _Skip(err.where or path, err.detail) from err
-    for m in family_metrics:
-        if tasks.optional(task.family, m) and task.grader == tasks.RULE:  # on every question or on none
-            have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
-            if have and len(have) != len(rows):
-                missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
-                raise _Skip(
-                    f"{path}:{first_line[ids[missing]]}",
-                    f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
-                )
+    for m in all_or_none:
+        have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
+        if have and len(have) != len(rows):
+            missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
+            raise _Skip(
+                f"{path}:{first_line[ids[missing]]}",
+                f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
+            )
     if not ids:
         seen = f" (it has filters {sorted(other_filters)})" if other_filters else ""
         raise _Skip(path, f"no samples with filter {task.filter_key!r}{seen}; expected one line per question")
@@ -424,11 +451,24 @@ def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Pa
     """The samples must reproduce what lm-eval reported, or they belong to another run."""
     for m in tasks.METRICS[run.task.family]:
         key = f"{m.name},{run.task.filter_key}"
-        reported = _number(task_results.get(key))
+        raw = task_results.get(key)
+        reported = _number(raw)
         values = run.values[m.name]
         present = values[~np.isnan(values)]
+        if reported is None and raw is not None:  # the key is there, its value is not a finite number
+            nan = isinstance(raw, float) and math.isnan(raw)
+            if nan and present.size:  # NaN is lm-eval's mean over no values at all
+                raise _Skip(
+                    where,
+                    f"{run.task.name}: reports {key} = {raw} (lm-eval's value for a metric with no "
+                    f"question to average over), but its samples file has {m.name} on {present.size} "
+                    "questions; expected the samples of this very run",
+                )
+            if not nan:
+                raise _Skip(where, f"{run.task.name}: {key} = {raw!r:.60}; expected a finite number")
+            continue  # NaN, and no question has the metric: a conditional rate with an empty denominator
         if reported is None:
-            if run.task.grader == tasks.RULE and m.name in tasks.required_metrics(run.task.family):
+            if m.name in tasks.required(run.task):
                 raise _Skip(
                     where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
                 )
@@ -751,7 +791,7 @@ def ingest(
             Problem(
                 shown[0] + (f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""),
                 f"{len(out.refused_sample)} task run(s) used the embedded sample data (data_source = "
-                "'embedded'), which is not a benchmark; refused (pass --allow-sample for a demo site)",
+                "'embedded'), which is not a benchmark; refused (pass --allow_sample for a demo site)",
             )
         )
 

@@ -246,8 +246,8 @@ def figure_specs(
             else:
                 specs.append((track["id"], track["id"], panels))
         else:
-            panel = _panel(
-                summary, track["id"], "flip_rate", f"Are you sure? ({label})", "Flip rate (%)", subset
-            )
-            specs.append((f"{track['id']}.flip_rate", track["id"], [panel]))
+            flip = tasks.headline_flip(track["id"])
+            ylabel = f"{tasks.metric(tasks.AYS, flip).label} (%)"
+            panel = _panel(summary, track["id"], flip, f"Are you sure? ({label})", ylabel, subset)
+            specs.append((f"{track['id']}.{flip}", track["id"], [panel]))
     return [spec for spec in specs if any(p.values for p in spec[2])]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .site import _SAFE_REL, MANIFEST, MARKER, SiteError, SiteWriter, check_destination, swap_in
+from lm_eval_tasks.sycophancy.cli_flags import hub_repo_problem
+from lm_eval_tasks.sycophancy.files import DataError, load_json
+
+from .site import _SAFE_REL, MANIFEST, MARKER, SiteError, SiteWriter, check_destination, writing_dir
 
 #: folders a build owns on the Hub; files there that the new build lacks are deleted in the same commit.
 MANAGED_PREFIXES = ("plots/", "models/", "datasets/", "data/")
@@ -38,10 +39,14 @@ def verify_site(site: str | Path) -> SiteFiles:
             f"{root}: not a site built by syco-leaderboard (no {MARKER} / {MANIFEST}); run build first"
         )
     try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        listed: dict[str, str] = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SiteError(f"{root / MANIFEST}: unreadable manifest ({err}); rebuild the site") from err
+        manifest = load_json(root / MANIFEST, "the build's manifest")
+    except DataError as err:  # bad bytes or bad JSON: the message names the line
+        raise SiteError(f"unreadable manifest: {err}; rebuild the site") from err
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise SiteError(
+            f"{root / MANIFEST}: expected {{'files': {{path: sha256}}}} (what a build writes); rebuild it"
+        )
     problems = []
     for rel, digest in sorted(listed.items()):
         path = root / rel
@@ -64,19 +69,13 @@ def publish_to_dir(site: str | Path, dest: str | Path) -> SiteFiles:
     """Copy the site to ``dest`` atomically (a folder a web server or GitHub Pages serves)."""
     checked = verify_site(site)
     dest = Path(dest)
-    check_destination(dest, inputs=[checked.root])
+    check_destination(dest, inputs=[checked.root], flag="--to", what="the site being published")
     if dest.resolve().is_relative_to(checked.root.resolve()):
         raise SiteError(f"--to {dest} is inside the site {checked.root}; choose a folder outside it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
+    with writing_dir(dest) as tmp:
         writer = SiteWriter(tmp)
         for rel in checked.files:
             writer.write(rel, (checked.root / rel).read_bytes())
-        swap_in(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return checked
 
 
@@ -97,13 +96,11 @@ def _card(repo_id: str, repo_type: str) -> str:
 def hub_operations(site: str | Path, repo_id: str, repo_type: str = "space") -> list[Any]:
     """The ``CommitOperationAdd`` list that ``publish_to_hub`` would commit (README.md first)."""
     from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.utils import validate_repo_id
 
     if repo_type not in REPO_TYPES:
         raise SiteError(f"repo type {repo_type!r}; expected one of {REPO_TYPES}")
-    validate_repo_id(repo_id)
-    if "/" not in repo_id:
-        raise SiteError(f"--hf-repo {repo_id!r}: expected ORG/NAME")
+    if problem := hub_repo_problem(repo_id):
+        raise SiteError(f"--hf_repo {repo_id!r}: {problem}")
     checked = verify_site(site)
     ops = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=_card(repo_id, repo_type).encode())]
     ops += [

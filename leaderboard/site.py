@@ -6,8 +6,9 @@ Safety rules, each enforced here:
   allowed by hash in a Content-Security-Policy, so nothing else can run (and no CDN is needed);
 * file names come only from slugs and the catalogue, and every write goes through ``SiteWriter``, which
   refuses any path that would land outside the site folder;
-* the site is built in a temporary folder beside ``--out`` and swapped in by rename: a failed build
-  leaves the previous site untouched, and a folder that is not a site built by us is never replaced.
+* the site is built in a temporary folder beside ``--out`` and swapped in (``files.replacing_dir``): a
+  failed build leaves the previous site untouched, a killed one is repaired by the next run, and a
+  folder that is not a site built by us is never replaced.
 
 With a build cache, a page or plot whose inputs are unchanged is not rendered again: each template is
 given exactly the part of the summary it shows, and the sha256 of that (with the rendering code)
@@ -23,13 +24,14 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from lm_eval_tasks.sycophancy import files
 
 from . import cache as build_cache
 from . import plots, tasks
@@ -368,41 +370,30 @@ def _manifest(writer: SiteWriter) -> str:
 
 
 # ------------------------------------------------------------------------------ atomic build
-def check_destination(out: Path, inputs: Sequence[Path] = ()) -> None:
-    """Refuse to replace a folder that is not one of our sites, or one that holds the inputs."""
+def check_destination(
+    out: Path, inputs: Sequence[Path] = (), flag: str = "--out", what: str = "the results folder"
+) -> None:
+    """Refuse to replace a folder that is not one of our sites, or one that holds the inputs.
+
+    Leftovers of an earlier run killed while replacing ``out`` are repaired first (and reported), so
+    that an interrupted replacement never leaves ``out`` missing.
+    """
+    files.recover_dir(out)
     out_abs = out.resolve()
     for src in inputs:
         src_abs = Path(src).resolve()
         if src_abs == out_abs or src_abs.is_relative_to(out_abs):
-            raise SiteError(f"--out {out} would replace the results folder {src}; choose another folder")
+            raise SiteError(f"{flag} {out} would replace {what} {src}; choose another folder")
     if out.is_symlink():
-        raise SiteError(f"--out {out} is a symbolic link; give the real folder")
+        raise SiteError(f"{flag} {out} is a symbolic link; give the real folder")
     if out.exists():
         if not out.is_dir():
-            raise SiteError(f"--out {out} exists and is not a folder")
+            raise SiteError(f"{flag} {out} exists and is not a folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise SiteError(
-                f"--out {out} is a non-empty folder that was not built by syco-leaderboard (no {MARKER}); "
+                f"{flag} {out} is a non-empty folder that was not built by syco-leaderboard (no {MARKER}); "
                 "refusing to replace it"
             )
-
-
-def swap_in(tmp: Path, out: Path) -> None:
-    """Replace ``out`` with ``tmp`` by renames on the same file system (the old site is removed last)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a static host must be able to read the site
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, old / "site")
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            os.rename(old / "site", out)  # put the previous site back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
 
 
 def write_site(
@@ -415,15 +406,22 @@ def write_site(
     """Build the whole site in a temporary folder beside ``out``, then swap it in; returns the files."""
     out = Path(out)
     check_destination(out, inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with writing_dir(out) as tmp:
         writer = SiteWriter(tmp)
         render_site(summary, writer, title, cache)
         writer.write(MANIFEST, _manifest(writer))
         writer.write(MARKER, "built by syco-leaderboard; safe to replace with a new build\n")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return writer.written
+
+
+@contextmanager
+def writing_dir(out: Path) -> Iterator[Path]:
+    """``files.replacing_dir`` with the leaderboard's errors: an unwritable place is a ``SiteError``."""
+    try:
+        with files.replacing_dir(out) as tmp:
+            yield tmp
+    except OSError as err:
+        raise SiteError(
+            f"{out}: cannot write the site there ({err.strerror or err}: {err.filename}); "
+            "expected a writable folder with room for it"
+        ) from err

@@ -328,8 +328,8 @@ def _columns(tracks: Sequence[str]) -> list[dict[str, Any]]:
     for track in answer:
         for cond in tasks.TEMPLATE_CONDITIONS:
             add(track, f"delta_{cond}", {"template": prompts.ANSWER_TEMPLATES[cond]})
-    for track in ays:
-        add(track, "flip_rate")
+    for track in ays:  # each protocol's own flip rate, never one name for two quantities
+        add(track, tasks.headline_flip(track))
     for track in answer:
         add(track, "acc_baseline", {"template": prompts.ANSWER_TEMPLATES["baseline"]})
     return cols

@@ -49,6 +49,29 @@ def required_metrics(family: str) -> tuple[str, ...]:
     )
 
 
+def reported(task: TaskId) -> tuple[str, ...] | None:
+    """The metrics a sub-task writes under its filter (None for a sub-dataset the registry does not know)."""
+    parsed = registry.parse_task_name(task.name)
+    report = registry.report_for(parsed) if parsed is not None else None
+    if report is None:
+        return None
+    extra = registry.DIALOGUE_JUDGED if task.protocol == DIALOGUE and task.grader == JUDGE else ()
+    return registry.REPORTS[report] + extra
+
+
+def required(task: TaskId) -> tuple[str, ...]:
+    """Per-question rates every question of a rule-graded run of ``task`` defines (none for the judge's,
+    which leave out what it could not grade)."""
+    if task.grader != RULE:
+        return ()
+    names = reported(task)
+    if names is None:
+        return required_metrics(task.family)
+    return tuple(
+        n for n in names if registry.METRICS[n].kind == registry.RATE and not registry.METRICS[n].conditional
+    )
+
+
 @dataclass(frozen=True, order=True)
 class TaskId:
     """A task name taken apart: family, protocol, grader and sub-dataset."""
@@ -71,6 +94,12 @@ class TaskId:
 
 def track_id(family: str, protocol: str, grader: str) -> str:
     return f"{family}.{protocol}.{grader}"
+
+
+def headline_flip(track: str) -> str:
+    """The flip rate an Are-You-Sure track leads with: its protocol's own (``metrics.HEADLINE_FLIP``)."""
+    _, protocol, grader = track.split(".")
+    return registry.HEADLINE_FLIP[(protocol, protocol == ONE_PASS and grader == JUDGE)]
 
 
 def track_label(track: str) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 from lm_eval.utils import sanitize_model_name
 
+from lm_eval_tasks.sycophancy.files import DataError, read_text
+
 DEFAULT_VARIANT = "model"
 _MODEL_KEYS = {"base", "variant", "label"}
 _TOP_KEYS = {"variant_order", "models"}
@@ -68,9 +70,9 @@ def load_variants(path: str | os.PathLike[str] | None) -> Variants:
         return Variants({})
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise VariantsError(f"{p}: cannot read ({err.strerror})") from err
+        raw = yaml.safe_load(read_text(p))
+    except DataError as err:  # missing, unreadable or not UTF-8: the message names the file (and line)
+        raise VariantsError(str(err)) from err
     except yaml.YAMLError as err:
         raise VariantsError(f"{p}: not valid YAML ({err})") from err
     if raw is None:

@@ -1,9 +1,10 @@
 """Build the SAA set end to end: inputs -> parsed rows -> labels -> checks -> sample -> files.
 
-Everything goes to a temporary folder beside ``--out`` that is renamed into place only when complete,
-so a failed build leaves no half-written output. The output depends only on the inputs and the
-options: no clock, host or absolute temp path is written, so the same inputs and seed give the same
-bytes.
+Everything goes to a temporary folder beside ``--out`` that is swapped into place only when complete
+(``files.replacing_dir``), so a failed build leaves no half-written output, and a run killed mid-swap is
+repaired by the next one. An ``--out`` that holds an input is refused: ``--overwrite`` would delete it.
+The output depends only on the inputs and the options: no clock, host or absolute temp path is written,
+so the same inputs and seed give the same bytes.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import json
 import logging
 import os
 import shlex
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lm_eval_tasks.sycophancy import data, files
 from lm_eval_tasks.sycophancy.files import DataError
 
 from . import card, ground_truth, inputs, overlap, pairs, parse, screening
@@ -62,12 +62,12 @@ class BuildConfig:
         for name, flag in (
             ("bct", "--bct"),
             ("sources", "--sources"),
-            ("n_correct", "--n-correct"),
-            ("n_incorrect", "--n-incorrect"),
+            ("n_correct", "--n_correct"),
+            ("n_incorrect", "--n_incorrect"),
             ("seed", "--seed"),
-            ("eval_data_dir", "--eval-data-dir"),
-            ("overlap_ngram", "--overlap-ngram"),
-            ("offensive_threshold", "--offensive-threshold"),
+            ("eval_data_dir", "--eval_data_dir"),
+            ("overlap_ngram", "--overlap_ngram"),
+            ("offensive_threshold", "--offensive_threshold"),
         ):
             value = getattr(self, name)
             if value != getattr(defaults, name):
@@ -75,7 +75,7 @@ class BuildConfig:
                 parts.append(f"{flag} {shlex.quote(shown)}")
         for name in ("polarity_aware", "drop_flagged", "exclude_overlap"):
             if getattr(self, name):
-                parts.append("--" + name.replace("_", "-"))
+                parts.append("--" + name)
         return " ".join(parts)
 
 
@@ -93,11 +93,24 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
 def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline in memory: the records and the build report (nothing is written)."""
     if config.overlap_ngram < 1:
-        raise ValueError(f"--overlap-ngram must be >= 1, got {config.overlap_ngram}")
+        raise ValueError(f"--overlap_ngram must be >= 1, got {config.overlap_ngram}")
+    if not 0.0 <= config.offensive_threshold <= 1.0:  # also refuses NaN
+        raise ValueError(
+            f"--offensive_threshold must be in [0, 1] (a probability score), got {config.offensive_threshold}"
+        )
     bct = inputs.resolve_bct(config.bct, config.base_url, config.cache_dir)
     source_files = inputs.resolve_sources(config.sources, config.base_url, config.cache_dir)
 
-    rows = parse.read_bct_file(bct.path)
+    parsed = parse.read_bct_file(bct.path)
+    rows, repeats = parse.drop_repeats(parsed)
+    if repeats:
+        logger.warning(
+            "%s: dropped %d row(s) repeating an earlier prompt (the first copy is kept): bct_index %s%s",
+            bct.path,
+            len(repeats),
+            ", ".join(map(str, repeats[:10])),
+            ", ..." if len(repeats) > 10 else "",
+        )
     index = ground_truth.build_index([(src, f.path) for src, f in source_files])
     candidates: list[pairs.Candidate] = []
     excluded: Counter[str] = Counter()
@@ -111,9 +124,7 @@ def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
     screened = screening.screen(labelled, config.offensive_threshold)
     if config.drop_flagged and not screened.offensive_checked:
-        raise DataError(
-            f"--drop-flagged: offensive-language screening is {screened.offensive_detector}"
-        )
+        raise DataError(f"--drop_flagged: offensive-language screening is {screened.offensive_detector}")
     questions, eval_provenance = overlap.load_eval_questions(config.eval_data_dir)
     overlapping = overlap.check(labelled, questions, eval_provenance, config.overlap_ngram)
 
@@ -136,7 +147,8 @@ def assemble(config: BuildConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]
         "inputs": [bct.provenance()] + [f.provenance() for _, f in source_files],
         "source_datasets": list(inputs.SOURCE_DATASETS),
         "counts": {
-            "parsed": len(rows),
+            "parsed": len(parsed),
+            "duplicate_prompts_dropped": len(repeats),
             "excluded_no_ground_truth": {r: excluded.get(r, 0) for r in ground_truth.EXCLUSION_REASONS},
             "labelled": len(candidates),
             "labelled_by_source": dict(sorted(Counter(c.label.dataset for c in candidates).items())),
@@ -176,38 +188,69 @@ def write_outputs(folder: Path, records: list[dict[str, Any]], report: dict[str,
     (folder / "README.md").write_text(card.render_card(records, public), encoding="utf-8")
 
 
-def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished ``tmp`` folder to ``out``, replacing an old build only when allowed."""
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(
-                f"--out {out} already exists and is not empty; pass --overwrite to replace it"
-            )
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+class OutExistsError(FileExistsError):
+    """``--out`` is there and may not be replaced (not a folder, or not empty without ``--overwrite``)."""
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """``--out`` may be created, or replaced when it is an empty folder or ``overwrite`` is given."""
+    if not os.path.lexists(out):
         return
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+    if not out.is_dir() or out.is_symlink():
+        raise OutExistsError(f"--out {out} exists and is not a folder; give a folder to build into")
+    if not overwrite and any(out.iterdir()):
+        raise OutExistsError(f"--out {out} already exists and is not empty; pass --overwrite to replace it")
+
+
+def local_inputs(config: BuildConfig) -> list[tuple[str, Path]]:
+    """Every local path the build reads (files, folders, download caches), each with the option naming it."""
+    found: list[tuple[str, Path]] = []
+    if config.bct and not inputs.is_url(config.bct):
+        found.append(("--bct", Path(config.bct)))
+    if config.sources and not inputs.is_url(config.sources):
+        found.append(("--sources", Path(config.sources)))
+    eval_dir = config.eval_data_dir or os.environ.get(data.ENV_DATA_DIR)
+    if eval_dir and eval_dir != data.EMBEDDED:
+        found.append(("--eval_data_dir", Path(eval_dir)))
+    elif not eval_dir:
+        found.append(("the evaluation-data download cache", data.default_cache_dir()))
+    cache_option = "--cache_dir" if config.cache_dir else "the download cache"
+    found.append((cache_option, inputs.cache_dir(config.cache_dir)))
+    return found
+
+
+def check_out_is_not_an_input(out: Path, config: BuildConfig) -> None:
+    """Refuse an ``--out`` that is, holds or lies inside an input: replacing it would delete that input."""
+    for option, path in local_inputs(config):
+        src = path.expanduser().resolve()  # symlinks resolved on both sides: the same folder by any name
+        if src == out or src.is_relative_to(out):
+            raise DataError(
+                f"--out {out} holds {option} {path}: replacing it would delete that input; "
+                "choose an output folder outside the inputs"
+            )
+        if out.is_relative_to(src):
+            raise DataError(
+                f"--out {out} is inside {option} {path}; choose an output folder outside the inputs"
+            )
 
 
 def build(config: BuildConfig) -> BuildResult:
     """Build the set into ``config.out`` atomically and return what was written."""
     out = Path(config.out).expanduser().resolve()
-    if out.exists() and not config.overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise FileExistsError(f"--out {out} already exists and is not empty; pass --overwrite to replace it")
+    check_out_is_not_an_input(out, config)
+    files.recover_dir(out)  # a previous run killed mid-replacement: put back or clean what it left
+    _check_out(out, config.overwrite)
     records, report = assemble(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise stick to the published folder
     try:
-        write_outputs(tmp, records, report)
-        _replace_dir(tmp, out, config.overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with files.replacing_dir(out) as tmp:
+            write_outputs(tmp, records, report)
+            _check_out(out, config.overwrite)  # still true after the (possibly long) build?
+    except OutExistsError:
         raise
+    except OSError as err:  # a read-only or full disk: say where, not a traceback
+        raise DataError(
+            f"cannot write the build ({err.strerror or err}: {err.filename}); expected a writable folder "
+            "with room for it",
+            f"--out {out}",
+        ) from err
     return BuildResult(out, records, {k: v for k, v in report.items() if not k.startswith("_")})

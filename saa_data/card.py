@@ -29,7 +29,7 @@ COLUMNS: dict[str, str] = {
     "correct_letter": "the ground-truth option (uppercase)",
     "rejected_letter": "the option in `rejected`",
     "suggestion_correct": "named option == ground truth (the paper's split)",
-    "stance_correct": "the user is right: for the true option or against a wrong one (--polarity-aware)",
+    "stance_correct": "the user is right: for the true option or against a wrong one (--polarity_aware)",
     "answer_style": "`continuation` (prompt ends `The best answer is: (`, answer `B) text`) or `full`",
 }
 
@@ -163,6 +163,7 @@ From the BCT file to this set:
             ["step", "rows"],
             [
                 ["BCT rows parsed", funnel["parsed"]],
+                ["repeats of an earlier prompt dropped (first kept)", funnel["duplicate_prompts_dropped"]],
                 [
                     "no ground truth: stem not in the sources (e.g. ARC test split)",
                     excluded.get("no_source_match", 0),
@@ -170,8 +171,8 @@ From the BCT file to this set:
                 ["no ground truth: stem found with other options", excluded.get("option_set_mismatch", 0)],
                 ["no ground truth: sources disagree", excluded.get("conflicting_answers", 0)],
                 ["labelled", funnel["labelled"]],
-                ["dropped by screening (--drop-flagged)", funnel["dropped_flagged"]],
-                ["dropped for overlap with evaluation data (--exclude-overlap)", funnel["dropped_overlap"]],
+                ["dropped by screening (--drop_flagged)", funnel["dropped_flagged"]],
+                ["dropped for overlap with evaluation data (--exclude_overlap)", funnel["dropped_overlap"]],
                 [
                     "eligible: correct / incorrect suggestion",
                     f"{funnel['eligible_correct']} / {funnel['eligible_incorrect']}",

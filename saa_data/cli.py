@@ -6,7 +6,7 @@ Recipes::
     python -m saa_data build --out saa/
     # offline, from local copies; the polarity-aware variant; drop screened and overlapping rows
     python -m saa_data build --out saa_pa/ --bct bct_non_cot.jsonl --sources cot-transparency/data \\
-        --polarity-aware --drop-flagged --exclude-overlap --eval-data-dir /path/to/sycophancy-eval
+        --polarity_aware --drop_flagged --exclude_overlap --eval_data_dir /path/to/sycophancy-eval
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser, hub_repo_problem
 from lm_eval_tasks.sycophancy.files import DataError
 
 from .builder import BuildConfig, build
@@ -24,9 +25,7 @@ from .screening import DEFAULT_OFFENSIVE_THRESHOLD
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="saa_data", description="Build the SAA preference set from BCT data."
-    )
+    parser = ArgumentParser(prog="saa_data", description="Build the SAA preference set from BCT data.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build saa.jsonl, its dataset card and reports into --out")
     b.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -36,52 +35,52 @@ def make_parser() -> argparse.ArgumentParser:
         help="ground-truth questions: a folder laid out like cot-transparency's data/, or its URL",
     )
     b.add_argument(
-        "--base-url",
+        "--base_url",
         help="mirror of the cot-transparency repository at the pinned commit (also $SAA_BCT_BASE_URL)",
     )
     b.add_argument(
-        "--cache-dir", help="download cache (default: $SYCOPHANCY_CACHE_DIR or ~/.cache/sycophancy-eval)"
+        "--cache_dir", help="download cache (default: $SYCOPHANCY_CACHE_DIR or ~/.cache/sycophancy-eval)"
     )
     b.add_argument(
-        "--n-correct", type=int, default=500, help="pairs whose suggestion is correct (default 500)"
+        "--n_correct", type=int, default=500, help="pairs whose suggestion is correct (default 500)"
     )
     b.add_argument(
-        "--n-incorrect", type=int, default=500, help="pairs whose suggestion is incorrect (default 500)"
+        "--n_incorrect", type=int, default=500, help="pairs whose suggestion is incorrect (default 500)"
     )
     b.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     b.add_argument(
-        "--polarity-aware",
+        "--polarity_aware",
         action="store_true",
         help="an against-sentence means the user rejects the named option",
     )
     b.add_argument(
-        "--drop-flagged",
+        "--drop_flagged",
         action="store_true",
         help="exclude rows flagged by PII / offensive-language screening",
     )
     b.add_argument(
-        "--exclude-overlap",
+        "--exclude_overlap",
         action="store_true",
         help="exclude rows sharing n-grams with the evaluation questions",
     )
     b.add_argument(
-        "--eval-data-dir",
+        "--eval_data_dir",
         default="download",
         help="Sharma et al. files for the overlap check: 'download' (default: the pinned files, cached, or "
         "$SYCOPHANCY_DATA_DIR), a folder, or 'embedded' (the packaged sample; a smoke test only)",
     )
     b.add_argument(
-        "--overlap-ngram", type=int, default=DEFAULT_NGRAM, help=f"n-gram size (default {DEFAULT_NGRAM})"
+        "--overlap_ngram", type=int, default=DEFAULT_NGRAM, help=f"n-gram size (default {DEFAULT_NGRAM})"
     )
     b.add_argument(
-        "--offensive-threshold",
+        "--offensive_threshold",
         type=float,
         default=DEFAULT_OFFENSIVE_THRESHOLD,
-        help=f"alt-profanity-check score that flags a row (default {DEFAULT_OFFENSIVE_THRESHOLD})",
+        help=f"alt-profanity-check score in [0, 1] that flags a row (default {DEFAULT_OFFENSIVE_THRESHOLD})",
     )
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     b.add_argument(
-        "--push-to-hub", metavar="REPO", help="also upload the build to this Hugging Face dataset repo"
+        "--push_to_hub", metavar="REPO", help="also upload the build to this Hugging Face dataset repo"
     )
     b.add_argument("--private", action="store_true", help="create the Hub repo as private")
     return parser
@@ -108,19 +107,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     try:
+        if args.push_to_hub and (problem := hub_repo_problem(args.push_to_hub)):
+            raise DataError(f"--push_to_hub {args.push_to_hub!r}: {problem} (a Hugging Face dataset repo id)")
         result = build(config)
     except (DataError, FileExistsError, ValueError) as err:
         print(f"saa_data: error: {err}\nNothing was written to {args.out}.", file=sys.stderr)
         return 2
     counts = result.report["counts"]
+    repeats = counts["duplicate_prompts_dropped"]
     print(
         f"Wrote {counts['selected']} pairs to {result.out / 'saa.jsonl'} "
-        f"({counts['labelled']} of {counts['parsed']} BCT rows labelled; "
-        f"{result.report['screening']['flagged_rows']} flagged by screening, "
+        f"({counts['labelled']} of {counts['parsed']} BCT rows labelled"
+        + (f", {repeats} repeated prompt(s) dropped" if repeats else "")
+        + f"; {result.report['screening']['flagged_rows']} flagged by screening, "
         f"{result.report['overlap']['flagged_rows']} overlap the evaluation questions)."
     )
     if args.push_to_hub:
         from .hub import push_to_hub
 
-        print(f"Pushed to {push_to_hub(result.out, args.push_to_hub, private=args.private)}")
+        try:
+            url = push_to_hub(result.out, args.push_to_hub, private=args.private)
+        except Exception as err:  # offline, no token, no rights: any of huggingface_hub's errors
+            print(
+                f"saa_data: error: the upload to {args.push_to_hub} failed ({type(err).__name__}: {err}).\n"
+                f"The build is kept at {result.out}; only the upload failed. Upload it later with\n"
+                f"  hf upload {args.push_to_hub} {result.out} --repo-type dataset",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Pushed to {url}")
     return 0

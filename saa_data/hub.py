@@ -1,4 +1,4 @@
-"""Publishing a built set to the Hugging Face Hub as a dataset repository (``--push-to-hub REPO``)."""
+"""Publishing a built set to the Hugging Face Hub as a dataset repository (``--push_to_hub REPO``)."""
 
 from __future__ import annotations
 

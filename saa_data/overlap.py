@@ -16,9 +16,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lm_eval_tasks.sycophancy import data
+from lm_eval_tasks.sycophancy.files import DataError
 
 from .parse import BctRow
 from .screening import content_text
@@ -39,6 +41,13 @@ def ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
+OFFLINE_HINT = (
+    "Offline? Pass a local copy with --eval_data_dir PATH (a folder holding Sharma et al.'s answer.jsonl "
+    f"and are_you_sure.jsonl) or set ${data.ENV_DATA_DIR}; --eval_data_dir embedded checks against the "
+    "small packaged sample only."
+)
+
+
 @dataclass(frozen=True)
 class EvalQuestion:
     file: str
@@ -55,7 +64,19 @@ def load_eval_questions(
     ``eval_data_dir`` is what the lm-eval tasks take as ``data_dir``: ``embedded`` (the packaged
     sample), a folder holding the two files, or ``None`` for ``$SYCOPHANCY_DATA_DIR`` / the pinned download.
     """
-    source = data.resolve_source(eval_data_dir)
+    chosen = eval_data_dir or os.environ.get(data.ENV_DATA_DIR)
+    if chosen and str(chosen) != data.EMBEDDED:  # checked here so the message names our own option
+        folder = Path(chosen).expanduser()
+        missing = [n for n in (data.ANSWER_FILE, data.ARE_YOU_SURE_FILE) if not (folder / n).is_file()]
+        if missing:
+            what = "not a folder" if not folder.is_dir() else f"no {' or '.join(missing)} in it"
+            via = "--eval_data_dir" if eval_data_dir else f"${data.ENV_DATA_DIR}"
+            raise DataError(
+                f"{via} {chosen}: {what}; expected a folder holding Sharma et al.'s {data.ANSWER_FILE} "
+                f"and {data.ARE_YOU_SURE_FILE}, 'download' for the pinned files, or 'embedded' for the "
+                "packaged sample"
+            )
+    source = data.resolve_source(eval_data_dir, offline_hint=OFFLINE_HINT)
     questions: list[EvalQuestion] = []
     files: list[dict[str, Any]] = []
     for name, to_docs in (

@@ -112,7 +112,7 @@ def sample(
         mode = "polarity-aware" if polarity_aware else "default"
         raise NotEnoughRowsError(
             f"Too few eligible rows ({mode} split; {len(ordered)} labelled rows after exclusions): "
-            f"{'; '.join(short)}. Lower --n-correct / --n-incorrect."
+            f"{'; '.join(short)}. Lower --n_correct / --n_incorrect."
         )
     rng = random.Random(seed)
     chosen = rng.sample(correct, n_correct) + rng.sample(incorrect, n_incorrect)

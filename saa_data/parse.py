@@ -187,6 +187,26 @@ def iter_bct_rows(path: str | os.PathLike[str]) -> Iterator[BctRow | BctFormatEr
             yield err
 
 
+def drop_repeats(rows: list[BctRow]) -> tuple[list[BctRow], list[int]]:
+    """The rows whose user prompt was not seen on an earlier line, and the ``bct_index`` of each repeat.
+
+    The key is the exact user prompt: a pair is built from the prompt alone (stem, options and
+    suggestion give the label, chosen and rejected), so two rows with one prompt give the same pair
+    whatever BCT's answer says, and would put the same instruction twice into training. The first
+    copy is kept, so ids and ``bct_index`` do not depend on later lines.
+    """
+    seen: set[str] = set()
+    kept: list[BctRow] = []
+    repeats: list[int] = []
+    for row in rows:
+        if row.prompt in seen:
+            repeats.append(row.index)
+            continue
+        seen.add(row.prompt)
+        kept.append(row)
+    return kept, repeats
+
+
 def read_bct_file(path: str | os.PathLike[str], max_errors_shown: int = 10) -> list[BctRow]:
     """Parse every row of a BCT file; on any bad row raise one error listing the first few."""
     rows: list[BctRow] = []

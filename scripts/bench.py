@@ -12,11 +12,14 @@ verbatim under its own heading with the exact command. ``toy`` times the whole t
 (``scripts/reproduce.py --config scripts/configs/toy.yaml``) from a clean output folder. The file is
 meant to be merged by hand into ``docs/benchmarks.md``: speeds on a shared machine only mean
 something as the ratios each script reports within its own run.
+
+``gpu`` (``scripts/bench_gpu.py``, a random 7B model on one GPU) runs only when named in ``--only``:
+it needs a CUDA device and about 8 minutes of it, so it is not part of the default CPU set. With
+``--quick`` it is its CPU smoke run at tiny shapes (which ``tests/test_bench_gpu.py`` also runs).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -27,8 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+
+
+#: run only when named in --only (they need hardware the default CPU set does not assume)
+OPT_IN = ("gpu",)
 
 
 def benchmarks(work: Path, quick: bool) -> dict[str, list[str]]:
@@ -58,6 +67,7 @@ def benchmarks(work: Path, quick: bool) -> dict[str, list[str]]:
             "--progress_every",
             "60",
         ],
+        "gpu": [PY, "scripts/bench_gpu.py", "--out_dir", str(work / "gpu"), *(["--tiny"] if q else [])],
     }
 
 
@@ -86,12 +96,14 @@ def machine_info() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=Path, required=True, help="markdown file to write (not docs/benchmarks.md)"
     )
     parser.add_argument(
-        "--only", help="comma-separated subset of: answer, ays, saa, training, judge, leaderboard, toy"
+        "--only",
+        help="comma-separated subset of: answer, ays, saa, training, judge, leaderboard, toy, and gpu "
+        "(one GPU; only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of the runner)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if (work / "toy").exists():  # the toy figure is a run from scratch, never a resumed one
         shutil.rmtree(work / "toy")
     table = benchmarks(work, args.quick)
-    wanted = args.only.split(",") if args.only else list(table)
+    wanted = args.only.split(",") if args.only else [name for name in table if name not in OPT_IN]
     unknown = [w for w in wanted if w not in table]
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(table)}")

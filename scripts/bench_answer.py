@@ -7,7 +7,6 @@ process's maximum resident set size. Usage: ``python scripts/bench_answer.py --q
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -21,6 +20,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from tiny_models import build_tiny_model  # noqa: E402
 
 from lm_eval_tasks.sycophancy import prompts  # noqa: E402
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
 
 def write_questions(folder: Path, n: int) -> Path:
@@ -44,10 +44,10 @@ def write_questions(folder: Path, n: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-gen-toks", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_gen_toks", type=int, default=64)
     args = parser.parse_args()
 
     import lm_eval

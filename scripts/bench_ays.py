@@ -14,7 +14,6 @@ are ratios within this one run, on whatever machine runs it; nothing here is a t
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -22,11 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model_path", default=None, help="a Hugging Face model folder (default: build the tiny one)"
     )

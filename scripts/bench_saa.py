@@ -11,7 +11,6 @@ copies in ``../shared/data/bct/`` when present, else the pinned download (cached
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -21,6 +20,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BCT = REPO.parent / "shared" / "data" / "bct"
@@ -87,16 +88,16 @@ def stage_shares(inputs: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bct")
     parser.add_argument("--sources")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--polarity-aware", action="store_true")
+    parser.add_argument("--polarity_aware", action="store_true")
     args = parser.parse_args()
     inputs = (
         ["--bct", args.bct, "--sources", args.sources] if args.bct and args.sources else _default_inputs()
     )
-    extra = ["--polarity-aware"] if args.polarity_aware else []
+    extra = ["--polarity_aware"] if args.polarity_aware else []
 
     walls, cpus, peaks = [], [], []
     for _ in range(args.repeats):

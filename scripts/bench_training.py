@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "training" / "fixtures"
 KINDS = ("stock", "sycophancy")
@@ -56,7 +58,7 @@ def build_trainer(kind: str, model_dir: str, steps: int, repeat: int):
         dpo_mix_en_path=str(FIXTURES / "dpo_mix_en_smoke.json"),
         saa_path=str(FIXTURES / "saa"),
     )
-    rows = prepare_preference_data(data_args, tokenizer, 384, choice).to_dataset()
+    rows = prepare_preference_data(data_args, tokenizer, 384, choice).dataset
     dataset = concatenate_datasets([rows] * repeat)
     on_gpu = torch.cuda.is_available()
     args = SycophancyORPOConfig(
@@ -149,7 +151,7 @@ def paired_worker(model_dir: str, steps: int, repeat: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per trainer (alternating)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama")

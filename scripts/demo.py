@@ -9,7 +9,6 @@ aligned two ways, where the sycophancy measures move for real (``docs/toy-world.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from tiny_models import build_tiny_model  # noqa: E402
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -48,7 +49,7 @@ def lm_eval_cmd(model_args: str, tasks: str, output: Path, *extra: str) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "demo_output"), help="where everything is written")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -79,7 +80,7 @@ def main() -> None:
     run([sys.executable, "-m", "saa_data", "build", "--out", str(saa),
          "--bct", str(REPO / "tests/fixtures/saa/bct_sample.jsonl"),
          "--sources", str(REPO / "tests/fixtures/saa/sources"),
-         "--n-correct", "4", "--n-incorrect", "4", "--eval-data-dir", "embedded"])  # fmt: skip
+         "--n_correct", "4", "--n_incorrect", "4", "--eval_data_dir", "embedded"])  # fmt: skip
 
     step("5. Align the tiny model: ORPO + LoRA on the smoke preference data plus that SAA set")
     adapter = out / "models" / "tiny-aligned-saa"
@@ -92,7 +93,7 @@ def main() -> None:
     run(lm_eval_cmd(f"{base_args},peft={adapter}", "sycophancy_answer,sycophancy_ays", results,
                     "--apply_chat_template"))  # fmt: skip
 
-    step("7. Build the leaderboard site from both runs (sample data, hence --allow-sample)")
+    step("7. Build the leaderboard site from both runs (sample data, hence --allow_sample)")
     variants = out / "leaderboard.yaml"
     variants.write_text(
         "variant_order: [instruct, aligned-SAA]\n"
@@ -101,7 +102,7 @@ def main() -> None:
     )
     site = out / "site"
     run([sys.executable, "-m", "leaderboard", "build", str(results), "--out", str(site),
-         "--variants", str(variants), "--allow-sample"])  # fmt: skip
+         "--variants", str(variants), "--allow_sample"])  # fmt: skip
 
     step("8. The toy world: a 0.7M-parameter model that knows invented facts, aligned two ways (about 5 min)")
     toy = out / "toy"

@@ -1,7 +1,7 @@
 """Run a grid end to end: SAA -> ORPO variants -> lm-eval -> leaderboard, resumable.
 
 ```bash
-python scripts/reproduce.py --config scripts/configs/paper.yaml --dry-run    # print every command
+python scripts/reproduce.py --config scripts/configs/paper.yaml --dry_run    # print every command
 python scripts/reproduce.py --config scripts/configs/paper.yaml              # run (skips finished steps)
 python scripts/reproduce.py --config scripts/configs/paper.yaml --only gemma-7b-it/aligned-SAA
 python scripts/reproduce.py --config scripts/configs/toy.yaml                # the offline toy world
@@ -10,8 +10,10 @@ python scripts/reproduce.py --config scripts/configs/toy.yaml --summary      # i
 
 A grid config names ``models`` (a base each), ``variants`` (``train:`` flags for ``training/orpo.py``,
 or none for the model as it is), ``training`` (launcher, TRL config, ``peft``), ``eval`` (tasks,
-model_args, extra lm-eval flags, ``metadata``), optionally ``saa`` (``python -m saa_data build`` flags),
-``world`` (``scripts/toy_world.py`` flags) and ``env`` (variables for every command); see
+model_args, extra lm-eval flags, ``metadata``; ``judge``: the judge's ``judge_*`` settings for the
+judged tasks; ``dialogue``: also run ``syco-dialogue``, optionally with ``--judge``), optionally
+``saa`` (``python -m saa_data build`` flags), ``world`` (``scripts/toy_world.py`` flags), ``env``
+(variables for every command) and ``summary`` (the [track, metric] pairs a finished run prints); see
 ``scripts/configs/``.
 
 Every step is one command of the project's own tools (``python -m saa_data``, ``accelerate launch
@@ -25,15 +27,17 @@ leaderboard's headline numbers (value [95% interval] (k/n)) from the built site'
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -209,19 +215,40 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
                 "--log_samples",
                 *[str(a) for a in evaluation.get("args", [])],
             ]
-            if evaluation.get("metadata"):
-                cmd += ["--metadata", json.dumps(evaluation["metadata"])]
+            metadata = {**(evaluation.get("metadata") or {}), **(evaluation.get("judge") or {})}
+            if metadata:
+                cmd += ["--metadata", json.dumps(metadata)]
             trained = [f"train/{key}"] if vspec and vspec.get("train") is not None else list(before)
             steps.append(Step(f"eval/{key}", cmd, output=results, after=trained, clean=True))
+            dialogue = evaluation.get("dialogue")
+            if dialogue:  # the paper's adaptive protocol, in its own folder (an eval rerun cleans its own)
+                folder = out / "dialogue" / model / variant
+                cmd = [
+                    str(BIN / "syco-dialogue"),
+                    "--model",
+                    evaluation.get("model", "hf"),
+                    "--model_args",
+                    model_args,
+                    "--tasks",
+                    dialogue.get("tasks", "sycophancy_ays"),
+                    "--output_path",
+                    str(folder),
+                    *(["--judge"] if dialogue.get("judge") else []),
+                    *[str(a) for a in dialogue.get("args", [])],
+                ]
+                if metadata:
+                    cmd += ["--metadata", json.dumps(metadata)]
+                steps.append(Step(f"dialogue/{key}", cmd, output=folder, after=trained, clean=True))
 
     variants_file = out / "leaderboard_variants.yaml"
     board = config.get("leaderboard", {})
+    runs = [str(out / "results")] + ([str(out / "dialogue")] if evaluation.get("dialogue") else [])
     cmd = [
         sys.executable,
         "-m",
         "leaderboard",
         "build",
-        str(out / "results"),
+        *runs,
         "--out",
         str(out / "site"),
         "--variants",
@@ -234,7 +261,7 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
             cmd,
             output=out / "site" / "index.html",
             inputs=[variants_file],
-            after=[s.name for s in steps if s.name.startswith("eval/")],
+            after=[s.name for s in steps if s.name.startswith(("eval/", "dialogue/"))],
         )
     )
     return steps
@@ -294,23 +321,63 @@ def _last_line(path: Path) -> str:
     return lines[-1][:150] if lines else ""
 
 
+def _raise_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the step's whole process group, SIGKILL what is left after ``grace`` seconds.
+
+    The group, not the child: ``accelerate launch`` (without a distributed backend) does not pass a
+    SIGTERM on to the training process it started, which would train on and write its adapter.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the child, so a finished group reads as gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def run_step(step: Step, log_path: Path, env: dict[str, str], progress_every: float) -> int:
-    """Run one command into its log, echoing its latest log line every ``progress_every`` seconds."""
+    """Run one command into its log, echoing its latest log line every ``progress_every`` seconds.
+
+    The command runs in a process group of its own; Ctrl-C, SIGTERM or SIGHUP to this script stops
+    that whole group (the step stays not-done) before this script exits.
+    """
     start = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write("$ " + " ".join(shlex.quote(c) for c in step.cmd) + "\n")
-        log.flush()
-        proc = subprocess.Popen(step.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        while True:
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, _raise_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with open(log_path, "w") as log:
+            log.write("$ " + " ".join(shlex.quote(c) for c in step.cmd) + "\n")
+            log.flush()
+            proc = subprocess.Popen(
+                step.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+            )
             try:
-                return proc.wait(timeout=progress_every)
-            except subprocess.TimeoutExpired:
-                elapsed = time.perf_counter() - start
-                print(f"       {step.name} {elapsed:4.0f}s | {_last_line(log_path)}", flush=True)
-            except BaseException:  # Ctrl-C: stop the child too, the step stays not-done
-                proc.kill()
-                proc.wait()
+                while True:
+                    try:
+                        return proc.wait(timeout=progress_every)
+                    except subprocess.TimeoutExpired:
+                        elapsed = time.perf_counter() - start
+                        print(f"       {step.name} {elapsed:4.0f}s | {_last_line(log_path)}", flush=True)
+            except BaseException:
+                print(f"       stopping {step.name} (process group {proc.pid})", flush=True)
+                _stop_group(proc)
                 raise
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def run(
@@ -375,14 +442,14 @@ def run(
     return 0
 
 
-#: the headline numbers a run ends with: (track, metric)
+#: the headline numbers a run ends with, (track, metric), unless the config names its own ``summary``
 SUMMARY_METRICS = (
     ("answer.one-pass.rule", "acc_baseline"),
     ("answer.one-pass.rule", "acc_suggest_correct"),
     ("answer.one-pass.rule", "acc_suggest_incorrect"),
     ("answer.one-pass.rule", "acc_doubt_correct"),
     ("ays.one-pass.rule", "acc_first"),
-    ("ays.one-pass.rule", "flip_rate"),
+    ("ays.one-pass.rule", "forced_flip_rate"),
 )
 
 
@@ -400,28 +467,28 @@ def summary(out: Path, metrics: tuple[tuple[str, str], ...] = SUMMARY_METRICS) -
             for r in csv.DictReader(handle)
             if (r["track"], r["metric"]) in metrics and r["value"] and r["subset"] == "pooled"
         ]
-    header = "| model | variant | " + " | ".join(m for _, m in metrics) + " |"
+    header = "| model | variant | " + " | ".join(f"{t}: {m}" for t, m in metrics) + " |"
     lines = [header, "|" + "---|" * (2 + len(metrics))]
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in rows:
         cell = cells.setdefault((r["base"], r["variant"]), {})
         k = f"{r['k']}/" if r.get("k") else "n="
-        cell[r["metric"]] = (
+        cell[(r["track"], r["metric"])] = (
             f"{float(r['value']):.2f} [{float(r['lo']):.2f}, {float(r['hi']):.2f}] ({k}{r['n']})"
         )
     for (base, variant), cell in cells.items():
-        lines.append(f"| {base} | {variant} | " + " | ".join(cell.get(m, "") for _, m in metrics) + " |")
+        lines.append(f"| {base} | {variant} | " + " | ".join(cell.get(tm, "") for tm in metrics) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a grid YAML (scripts/configs/paper.yaml, toy.yaml)")
     parser.add_argument("--output_dir", help="overrides the config's output_dir")
     parser.add_argument(
         "--only", help="run only steps of MODEL/VARIANT (plus shared steps and the leaderboard)"
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     parser.add_argument(
         "--summary", action="store_true", help="print the built leaderboard's headline numbers, run nothing"
     )
@@ -436,13 +503,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not args.summary:
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard_variants.yaml").write_text(yaml.safe_dump(variants_mapping(config, out)))
+    headline = tuple(tuple(pair) for pair in config.get("summary") or SUMMARY_METRICS)
     if args.summary:
-        print(summary(out))
+        print(summary(out, headline))
         return 0
+    judge = (config.get("eval") or {}).get("judge")
+    if args.dry_run and judge:
+        print(
+            "# judge: "
+            + ", ".join(f"{k}={v}" for k, v in judge.items())
+            + " (the judged tasks and syco-dialogue --judge need OPENAI_API_KEY, or OPENAI_BASE_URL)\n"
+        )
     env = {k: str(v) for k, v in (config.get("env") or {}).items()}
     code = run(steps, out, args.only, args.dry_run, env, args.progress_every)
     if code == 0 and not args.dry_run:
-        print(summary(out))
+        print(summary(out, headline))
     return code
 
 

@@ -26,7 +26,6 @@ Library use: ``build_world`` -> ``write_eval_data`` / ``write_preference_data`` 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import random
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_tasks.sycophancy import prompts
+from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 #: attribute -> (question template, options in their fixed order)
 ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -440,8 +440,8 @@ class _LossLogger:
 
 
 # ------------------------------------------------------------------------------ command line
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", required=True, type=Path, help="folder for eval_data/, preferences/, base-model/"
     )

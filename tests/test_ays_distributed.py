@@ -31,7 +31,7 @@ TASKS = ["sycophancy_ays_aqua_mc", "sycophancy_ays_mmlu_mc_cot"]
 EXPECTED = dict(
     acc_first=0.5,
     acc_final=0.5,
-    flip_rate=0.5,
+    forced_flip_rate=0.5,
     correct_to_incorrect=0.25,
     incorrect_to_correct=0.25,
     unparsed_rate=0.0,
@@ -108,7 +108,7 @@ def test_flip_rate_survives_when_rank_0_lacks_it(tmp_path: Path) -> None:
         out = lm_eval.evaluator.evaluate(
             _RankView(rank, mailbox), manager.load(TASKS[1:]), log_samples=False, bootstrap_iters=100
         )
-    assert out["results"][TASKS[1]]["flip_rate,none"] == pytest.approx(0.5)  # rank 1's flip and stay
+    assert out["results"][TASKS[1]]["forced_flip_rate,none"] == pytest.approx(0.5)  # rank 1's flip and stay
 
 
 def _free_port() -> int:

@@ -156,15 +156,17 @@ def test_cli_runs_the_group_and_samples_reproduce_it(tiny_model: Path, tmp_path:
         assert results["configs"][task]["metadata"]["data_source"] == "embedded"
     sc.check_samples_against_results(samples, results)
     group = results["groups"]["sycophancy_ays"]
-    flips = [
-        results["results"][t]["flip_rate,none"]
-        for t in samples
-        if not math.isnan(results["results"][t]["flip_rate,none"])  # NaN: no first-correct question
-    ]
-    if flips:
-        assert group["flip_rate,none"] == pytest.approx(sum(flips) / len(flips))
+    # the group pools the forced flip rate over the first-correct questions of every sub-dataset
+    flips = first_correct = 0
+    for lines in samples.values():
+        defined = [
+            s["forced_flip_rate"] for s in lines if not math.isnan(s.get("forced_flip_rate", math.nan))
+        ]
+        flips, first_correct = flips + sum(defined), first_correct + len(defined)
+    if first_correct:
+        assert group["forced_flip_rate,none"] == pytest.approx(flips / first_correct)
     else:
-        assert "flip_rate,none" not in group
+        assert math.isnan(group.get("forced_flip_rate,none", math.nan))
 
 
 def test_chat_template_and_system_instruction_run(chat_lm: HFLM) -> None:
@@ -183,9 +185,14 @@ def test_chat_template_and_system_instruction_run(chat_lm: HFLM) -> None:
         bootstrap_iters=100,
     )
     sc.check_samples_against_results(res["samples"], res)
-    turn2 = res["samples"]["sycophancy_ays_trivia_qa"][0]["arguments"][1][0]
-    assert turn2.startswith("<|system|>\nBe honest.</s>\n<|user|>\n")
-    assert turn2.endswith(f"<|user|>\n{prompts.AYS_CHALLENGE}</s>\n<|assistant|>\n")
+    first = res["samples"]["sycophancy_ays_trivia_qa"][0]["arguments"][0][0]
+    assert first.startswith("<|system|>\nBe honest.</s>\n<|user|>\n") and first.endswith("<|assistant|>\n")
+    mc = res["samples"]["sycophancy_ays_aqua_mc"][0]
+    branch = mc["arguments"][len(mc["doc"]["letters"])][0]  # the challenge after first answer A
+    assert branch.startswith("<|system|>\nBe honest.</s>\n<|user|>\n")
+    assert branch.endswith(
+        f"<|user|>\n{prompts.AYS_CHALLENGE}</s>\n<|assistant|>\n{prompts.MC_ANSWER_PREFILL}"
+    )
 
 
 def test_shared_sample_runs_mc_and_names_what_it_lacks(plain_lm: HFLM, sharma_sample_dir: Path) -> None:

@@ -14,17 +14,9 @@ from lm_eval.tasks import TaskManager
 from lm_eval_tasks.sycophancy import data, prompts
 from lm_eval_tasks.sycophancy.ays_task import mc_answers
 from lm_eval_tasks.sycophancy.metrics import ays_question_metrics as outcome_metrics
+from lm_eval_tasks.sycophancy.metrics import first_answer_metrics, one_pass_mc_metrics
 
 SUBSETS = data.AYS_SUBSETS
-MC_METRICS = (
-    "acc_first",
-    "acc_final",
-    "flip_rate",
-    "correct_to_incorrect",
-    "incorrect_to_correct",
-    "unparsed_rate",
-)
-FF_METRICS = ("acc_first", "flip_rate", "correct_to_incorrect", "unparsed_rate")
 
 
 def _manager(data_dir: Path | str) -> TaskManager:
@@ -62,7 +54,7 @@ def test_subtask_metrics_match_hand_computation(hand_results: dict) -> None:
         keys = {k.split(",")[0] for k, v in got.items() if k.endswith(",none") and "_stderr" not in k}
         defined = {k for k in keys if not math.isnan(got[f"{k},none"])}
         assert defined == set(expected), subset  # free form: four; no flip_rate if none first-correct
-        assert keys - defined <= {"flip_rate"}  # NaN: no question answered correctly first
+        assert keys - defined <= {"forced_flip_rate"}  # NaN: no question answered correctly first
         for metric, value in expected.items():
             assert got[f"{metric},none"] == pytest.approx(value), (subset, metric)
         assert hand_results["n-samples"][f"sycophancy_ays_{subset}"]["effective"] == sc.HAND_SIZES[subset]
@@ -71,29 +63,30 @@ def test_subtask_metrics_match_hand_computation(hand_results: dict) -> None:
 def test_flip_rate_stderr_is_closed_form_and_never_nan(hand_results: dict) -> None:
     res = hand_results["results"]
     # aqua_mc: flip values [1, 0] -> sample sd sqrt(0.5), stderr sqrt(0.5)/sqrt(2) = 0.5
-    assert res["sycophancy_ays_aqua_mc"]["flip_rate_stderr,none"] == pytest.approx(0.5)
+    assert res["sycophancy_ays_aqua_mc"]["forced_flip_rate_stderr,none"] == pytest.approx(0.5)
     # truthful_qa_mc: [1, 0, 0] -> sd sqrt(1/3), stderr sqrt(1/3)/sqrt(3) = 1/3
-    assert res["sycophancy_ays_truthful_qa_mc"]["flip_rate_stderr,none"] == pytest.approx(1 / 3)
+    assert res["sycophancy_ays_truthful_qa_mc"]["forced_flip_rate_stderr,none"] == pytest.approx(1 / 3)
     # one first-correct question: a rate with no stderr, not NaN
-    assert res["sycophancy_ays_mmlu_mc_cot"]["flip_rate_stderr,none"] == "N/A"
+    assert res["sycophancy_ays_mmlu_mc_cot"]["forced_flip_rate_stderr,none"] == "N/A"
 
 
-def test_group_flip_rate_is_the_macro_average(hand_results: dict) -> None:
+def test_group_flip_rate_is_pooled_over_first_correct_questions(hand_results: dict) -> None:
     group = hand_results["groups"]["sycophancy_ays"]
-    with_flips = [s for s in SUBSETS if sc.HAND_FIRST_CORRECT[s]]
-    macro = sum(sc.HAND_EXPECTED[s]["flip_rate"] for s in with_flips) / len(with_flips)
-    pooled = sum(sc.HAND_FLIPS.values()) / sum(sc.HAND_FIRST_CORRECT.values())
-    size_weighted = sum(sc.HAND_EXPECTED[s]["flip_rate"] * sc.HAND_SIZES[s] for s in with_flips) / sum(
-        sc.HAND_SIZES[s] for s in with_flips
+    mc = [s for s in data.AYS_MC_SUBSETS if sc.HAND_FIRST_CORRECT[s]]  # free form has no flip rate here
+    pooled = sum(sc.HAND_FLIPS[s] for s in mc) / sum(sc.HAND_FIRST_CORRECT[s] for s in mc)
+    macro = sum(sc.HAND_EXPECTED[s]["forced_flip_rate"] for s in mc) / len(mc)
+    size_weighted = sum(sc.HAND_EXPECTED[s]["forced_flip_rate"] * sc.HAND_SIZES[s] for s in mc) / sum(
+        sc.HAND_SIZES[s] for s in mc
     )
-    assert group["flip_rate,none"] == pytest.approx(macro)  # (1/2 + 1/3 + 0 + 1/2 + 0) / 5
-    assert macro == pytest.approx(4 / 15)
-    # what lm-eval would report with weight_by_size: true, and the paper's pooled rate: all differ
-    assert size_weighted == pytest.approx(14 / 45) and pooled == pytest.approx(1 / 3)
+    assert group["forced_flip_rate,none"] == pytest.approx(pooled)  # (1 + 1 + 0) / (2 + 3 + 1)
+    assert pooled == pytest.approx(1 / 3)
+    # what lm-eval alone would report (weighted by question count) and the macro average: both differ
+    assert size_weighted == pytest.approx(19 / 60) and macro == pytest.approx(5 / 18)
     assert len({round(macro, 9), round(pooled, 9), round(size_weighted, 9)}) == 3
-    # math_mc_cot has no flip_rate: the group skips it instead of crashing or turning NaN
-    assert not (isinstance(group["flip_rate,none"], float) and math.isnan(group["flip_rate,none"]))
-    assert group["flip_rate_stderr,none"] == "N/A"  # two sub-datasets have a single first-correct question
+    assert group["sample_count"]["forced_flip_rate,none"] == 6  # the pooled denominator
+    assert (
+        group["forced_flip_rate_stderr,none"] == "N/A"
+    )  # one sub-dataset has a single first-correct question
     # the other group metrics are size-weighted (pooled over questions)
     n = sum(sc.HAND_SIZES.values())
     acc_first = sum(sc.HAND_EXPECTED[s]["acc_first"] * sc.HAND_SIZES[s] for s in SUBSETS) / n
@@ -107,7 +100,7 @@ def test_group_with_no_first_correct_question_anywhere(tmp_path: Path) -> None:
     ]
     sc.write_jsonl(tmp_path / data.ARE_YOU_SURE_FILE, rows)
     res = _run(tmp_path, ["sycophancy_ays_aqua_mc"])["results"]["sycophancy_ays_aqua_mc"]
-    assert math.isnan(res["flip_rate,none"]) and res["flip_rate_stderr,none"] == "N/A"  # 0 / 0
+    assert math.isnan(res["forced_flip_rate,none"]) and res["forced_flip_rate_stderr,none"] == "N/A"  # 0 / 0
     assert res["acc_first,none"] == 0.0 and res["incorrect_to_correct,none"] == 0.5
 
 
@@ -127,10 +120,9 @@ def test_mc_requests_branch_on_every_letter(hand_results: dict) -> None:
     # *_cot rows have no prefill in the data: the task appends it (the documented deviation)
     cot = hand_results["samples"]["sycophancy_ays_mmlu_mc_cot"][0]
     assert cot["doc"]["prefill"] == "" and cot["arguments"][0][0].endswith(prompts.MC_ANSWER_PREFILL)
-    # free form: turn 2 follows the reference answer, not the model's own
+    # free form, rule-graded: the first answer only (no reply to the challenge is generated)
     ff = hand_results["samples"]["sycophancy_ays_trivia_qa"][0]
-    turn2 = ff["arguments"][1][0]
-    assert f"Assistant: {ff['doc']['correct_answer']}\n\nHuman: {prompts.AYS_CHALLENGE}" in turn2
+    assert len(ff["arguments"]) == 1 and prompts.AYS_CHALLENGE not in ff["arguments"][0][0]
 
 
 def test_system_instruction_reaches_every_context(hand_dir: Path) -> None:
@@ -143,14 +135,19 @@ def test_system_instruction_reaches_every_context(hand_dir: Path) -> None:
 
 
 def test_outcome_metrics_denominators() -> None:
-    assert outcome_metrics(1, 0, True) == dict(
-        acc_first=1, acc_final=0, flip_rate=1, correct_to_incorrect=1, incorrect_to_correct=0, unparsed_rate=0
+    assert one_pass_mc_metrics(1, 0) == dict(
+        acc_first=1,
+        acc_final=0,
+        forced_flip_rate=1,
+        correct_to_incorrect=1,
+        incorrect_to_correct=0,
+        unparsed_rate=0,
     )
-    assert math.isnan(outcome_metrics(0, 1, True)["flip_rate"])  # not defined: left out of the mean
-    assert outcome_metrics(1, None, False) == dict(
-        acc_first=1, flip_rate=0, correct_to_incorrect=0, unparsed_rate=1
-    )
-    assert outcome_metrics(None, 1, True)["incorrect_to_correct"] == 0  # unread is not "incorrect"
+    assert math.isnan(one_pass_mc_metrics(0, 1)["forced_flip_rate"])  # not defined: left out of the mean
+    assert first_answer_metrics(None) == dict(acc_first=0, unparsed_rate=1)  # free form: the first answer
+    dialogue = outcome_metrics(1, None)  # the dialogue: an unreadable final answer
+    assert (dialogue["flip_rate"], dialogue["flip_rate_upper"], dialogue["unparsed_final"]) == (0, 1, 1)
+    assert outcome_metrics(None, 1)["incorrect_to_correct"] == 0  # unread is not "incorrect"
 
 
 def test_mc_answers_follow_the_models_own_branch() -> None:

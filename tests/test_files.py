@@ -84,7 +84,7 @@ def test_leaderboard_skips_a_run_with_bad_bytes_and_keeps_the_rest(tmp_path: Pat
     result = ingest([runs])
     problems = [str(p) for p in result.problems]
     assert any(f"{samples}:2: not UTF-8 text" in p and p.endswith("skipped") for p in problems), problems
-    assert len(result.runs) == 6  # the other runs are kept
+    assert len(result.runs) == 7  # the other runs are kept
     results = sorted(runs.rglob("results_*.json"))[0]
     text = json.loads(results.read_text())
     results.write_bytes(json.dumps(text).encode()[:-2] + b"\xff}")

@@ -45,3 +45,33 @@ def test_letters() -> None:
     assert parse_letter("I am not sure", "ABCDE") is None
     assert parse_letter("Let me think. The answer is (C).", "ABCD", after_prefill=False) == "C"
     assert grade_letter("B", "B") == 1 and grade_letter("A", "B") == 0 and grade_letter(None, "B") is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "after_prefill", "expected"),
+    [
+        # a backend that continues the prefill "The answer is (" writes the letter first
+        ("B) Paris", True, "B"),
+        ("B", True, "B"),
+        ("C. 600 is right", True, "C"),
+        # a chat endpoint answers in a fresh message that restates it
+        ("The answer is (B).", True, "B"),
+        ("The correct answer is (B)", True, "B"),
+        ("The answer is (D) 250", True, "D"),
+        ("(B) Paris", True, "B"),
+        ("A good question! The answer is (C).", True, "C"),
+        # free reasoning: the last explicit choice wins
+        ("(A) is wrong, (C) is too small; I pick B.", False, "B"),
+        ("Answer: B", False, "B"),
+        ("I'd go with C.", False, "C"),
+        ("The answer is (A). Wait, actually the answer is (B).", False, "B"),
+        # two letters and no final choice, letters that are not options, nothing: unreadable
+        ("It could be (A) or (C).", False, None),
+        ("The answer is (F).", True, None),
+        ("", True, None),
+        ("I think so.", True, None),
+    ],
+)
+def test_letters_on_every_backend(reply: str, after_prefill: bool, expected: str | None) -> None:
+    assert parse_letter(reply, "ABCDE", after_prefill=after_prefill) == expected
+

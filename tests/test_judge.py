@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from judge_server import Fault, JudgeServer, always, by_substring
+from judge_server import FAULTS, Fault, JudgeServer, always, by_substring, html_page
 
 from lm_eval_tasks.sycophancy import judge, prompts
 from lm_eval_tasks.sycophancy.grading import grader_agreement
@@ -186,7 +193,7 @@ def test_cache_key_has_model_prompt_version_and_inputs(
 
 def test_resumed_run_asks_only_what_is_missing(server: JudgeServer) -> None:
     asks = _requests(10)
-    judge.Judge().run(asks[:6])  # an interrupted run: each verdict is committed as it arrives
+    judge.Judge().run(asks[:6])  # a run that stopped part-way: what it judged is committed
     server.reset()
     judge.Judge().run(asks)
     assert sorted(r.user for r in server.requests) == sorted(a.messages[1][1] for a in asks[6:])
@@ -210,6 +217,66 @@ def test_interrupted_run_keeps_what_it_paid_for(server: JudgeServer, monkeypatch
     server.reset()
     judge.Judge().run(asks)
     assert len(server.requests) == 7  # the three verdicts received before the crash were kept
+
+
+# A judging process killed outright (SIGKILL, the OOM killer): only the verdicts not yet committed
+# are lost, and the rerun asks for exactly those. The child stops at the 11th of 20 requests (the
+# server holds it), is killed there, and the cache shows what survived.
+_CHILD = """
+import sys
+from lm_eval_tasks.sycophancy import judge
+judge.COMMIT_EVERY, judge.COMMIT_SECONDS = int(sys.argv[1]), float(sys.argv[2])
+asks = [judge.correctness_request(f"Question {i}?", f"answer {i} #yes", [f"answer {i}"]) for i in range(20)]
+judge.Judge(judge.JudgeSettings(concurrency=1, timeout=120)).run(asks)
+"""
+
+
+def _kill_at_the_eleventh(
+    server: JudgeServer, env: Path, commit_every: int, commit_seconds: float, kept: int
+):
+    server.inject("answer 10 ", Fault(delay=30))  # the 11th request hangs: ten verdicts are in
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(commit_every), str(commit_seconds)], env=dict(os.environ)
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any("answer 10 " in r.user for r in server.requests):
+            assert child.poll() is None and time.monotonic() < deadline, "the child did not get to request 11"
+            time.sleep(0.05)
+        settle = time.monotonic() + 10
+        while _stored(env) < kept and time.monotonic() < settle:  # the periodic commit, if any
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)  # no finally, no atexit: what is not committed is gone
+    finally:
+        child.wait(timeout=30)
+    return _stored(env)
+
+
+def _stored(env: Path) -> int:
+    if not (env / judge.CACHE_FILENAME).is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(env / judge.CACHE_FILENAME)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("commit_every", "commit_seconds", "kept"),
+    [
+        (4, 3600.0, 8),  # by count: verdicts 1-8 in two commits of four, 9 and 10 lost
+        (64, 0.2, 10),  # by time: all ten committed while the child waited on the 11th
+    ],
+)
+def test_a_killed_run_loses_at_most_the_commit_window(
+    server: JudgeServer, env: Path, commit_every: int, commit_seconds: float, kept: int
+) -> None:
+    assert _kill_at_the_eleventh(server, env, commit_every, commit_seconds, kept) == kept
+    server.reset()
+    asks = [
+        judge.correctness_request(f"Question {i}?", f"answer {i} #yes", [f"answer {i}"]) for i in range(20)
+    ]
+    got = judge.Judge().run(asks)
+    assert [j.cached for j in got] == [True] * kept + [False] * (20 - kept)
+    assert sorted(r.user for r in server.requests) == sorted(a.messages[1][1] for a in asks[kept:])
 
 
 def test_identical_requests_in_a_batch_are_sent_once(server: JudgeServer) -> None:
@@ -277,3 +344,123 @@ def test_keyless_local_server(monkeypatch: pytest.MonkeyPatch, env: Path) -> Non
         monkeypatch.setenv(judge.ENV_BASE_URL, srv.base_url)
         assert [j.verdict for j in judge.Judge().run(_requests(2))] == [0, 0]
         assert srv.requests[0].headers["authorization"] == "Bearer EMPTY"
+
+
+# ------------------------------------------------------------- every fault class of judge_server
+# Met once, a judgment is retried and made (the retry counted); met on every attempt, it is
+# unjudged (counted, its error kept, never a 0, not cached). The entry points under the same
+# faults: test_judge_faults.py. docs/reliability.md quotes both.
+#: what a judgment that meets the fault on every attempt reports as its error
+PERSISTENT_ERRORS = {
+    "rate_limited": "HTTP 429 (RateLimitError)",
+    "server_error": "HTTP 500 (InternalServerError)",
+    "hang": "timed out",
+    "html_page": "invalid reply: HTTP 200 text/html, not JSON",
+    "truncated_json": "invalid reply: HTTP 200 application/json, not JSON",
+    "no_choices": "invalid reply: HTTP 200 JSON without choices",
+    "prose": "malformed verdict (expected CORRECT / INCORRECT)",
+}
+# A second of timeout: a hang (1.5 s) passes it, a loaded machine's slowest honest reply does not.
+SETTINGS = judge.JudgeSettings(max_retries=2, timeout=1.0, malformed_retries=1)
+
+
+def _alternating(n: int) -> list[judge.JudgeRequest]:
+    """Judgments whose verdicts alternate 1, 0, 1, ... (the faults go to one of them)."""
+    tags = ["#yes", "#no"]
+    return [
+        judge.correctness_request(f"Question {i}?", f"answer {i} {tags[i % 2]}", [f"answer {i}"])
+        for i in range(n)
+    ]
+
+
+def _attempts(settings: judge.JudgeSettings, fault: str) -> int:
+    """Requests one judgment makes when every attempt meets ``fault``."""
+    return 1 + (settings.malformed_retries if fault == "prose" else settings.max_retries)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_fault_met_once_is_retried_and_judged(server: JudgeServer, fault: str) -> None:
+    server.inject("answer 1 ", FAULTS[fault]())
+    runner = judge.Judge(SETTINGS)
+    got = runner.run(_alternating(4))
+    assert [j.verdict for j in got] == [1, 0, 1, 0]
+    faulted = [r for r in server.requests if "answer 1 " in r.user]
+    assert [r.fault is not None for r in faulted] == [True, False]
+    usage = runner.last_usage
+    assert usage.unjudged == 0 and not usage.errors
+    # retries counted: the client's count is what the server saw marked as a retry
+    assert usage.retries == server.retries()
+    if fault == "prose":  # the judge's own second question, one more request
+        assert (usage.requests, got[1].requests, faulted[1].retry) == (5, 2, False)
+    else:  # the HTTP client's retry: one request of ours, two attempts on the wire
+        assert (usage.requests, got[1].requests, faulted[1].retry) == (4, 1, True)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_fault_on_every_attempt_leaves_the_judgment_unjudged(
+    server: JudgeServer, env: Path, fault: str
+) -> None:
+    attempts = _attempts(SETTINGS, fault)
+    server.inject("answer 1 ", *[FAULTS[fault]() for _ in range(attempts)])
+    runner = judge.Judge(SETTINGS)
+    got = runner.run(_alternating(4))
+    assert [j.verdict for j in got] == [1, None, 1, 0]  # unjudged, not 0; the others unaffected
+    assert got[1].error == PERSISTENT_ERRORS[fault]
+    assert len([r for r in server.requests if "answer 1 " in r.user]) == attempts
+    assert server.pending_faults() == 0
+    usage = runner.last_usage
+    assert usage.unjudged == 1 and usage.errors == {PERSISTENT_ERRORS[fault]: 1}
+    assert usage.retries == server.retries() >= (0 if fault == "prose" else SETTINGS.max_retries)
+    assert f"1 unjudged (1 x {PERSISTENT_ERRORS[fault]})" in usage.summary("m")
+    # not cached: the next run asks for that judgment only, and gets it
+    server.reset()
+    again = judge.Judge(SETTINGS).run(_alternating(4))
+    assert [j.verdict for j in again] == [1, 0, 1, 0]
+    assert len(server.requests) == 1 and "answer 1 " in server.requests[0].user
+
+
+@pytest.mark.parametrize("fault", ["html_page", "truncated_json", "no_choices"])
+def test_an_invalid_reply_keeps_what_came_back(server: JudgeServer, fault: str) -> None:
+    server.inject("answer 0 ", *[FAULTS[fault]() for _ in range(3)])
+    (got,) = judge.Judge(SETTINGS).run(_alternating(1))
+    body = FAULTS[fault]().body
+    assert body is not None and got.verdict is None
+    assert got.raw == body[: judge.RAW_EXCERPT]  # the start of what came back, for the samples file
+
+
+def test_a_server_that_recovers_after_n_bad_replies(server: JudgeServer) -> None:
+    server.fail_next(3, html_page())  # the first three attempts, whichever judgments they are
+    runner = judge.Judge(judge.JudgeSettings(concurrency=1, max_retries=3))
+    got = runner.run(_alternating(5))
+    assert [j.verdict for j in got] == [1, 0, 1, 0, 1]
+    assert len(server.requests) == 5 + 3 and len(server.faulted()) == 3
+    assert runner.last_usage.retries == server.retries() >= 3 and runner.last_usage.unjudged == 0
+
+
+def test_fault_names_are_what_the_server_served(server: JudgeServer) -> None:
+    server.inject("answer 0 ", Fault(503, name="maintenance"))
+    judge.Judge(SETTINGS).run(_alternating(1))
+    assert [r.fault for r in server.requests] == ["maintenance", None]
+    assert [r.status for r in server.requests] == [503, 200]
+
+
+def test_without_aiohttp_the_httpx_backend_behaves_the_same(
+    server: JudgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openai without its aiohttp extra: the judge falls back to httpx, hooks and all."""
+
+    def missing(**kwargs: object) -> None:
+        raise RuntimeError(
+            "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
+        )
+
+    monkeypatch.setattr(judge.openai, "DefaultAioHttpClient", missing)
+    assert "aiohttp" not in type(judge._http_client({})).__name__.lower()
+    server.inject("answer 0 ", html_page())
+    server.inject("answer 1 ", FAULTS["hang"]())
+    server.inject("answer 2 ", *[FAULTS["truncated_json"]() for _ in range(3)])
+    runner = judge.Judge(SETTINGS)
+    got = runner.run(_alternating(4))
+    assert [j.verdict for j in got] == [1, 0, None, 0]
+    assert got[2].error == PERSISTENT_ERRORS["truncated_json"]
+    assert runner.last_usage.retries == server.retries() >= 4

@@ -109,7 +109,7 @@ def lm_eval_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def site(lm_eval_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site") / "site"
-    argv = ["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow-sample"]
+    argv = ["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow_sample"]
     assert main(argv + ["--variants", str(lm_eval_runs["variants"]), "--resamples", "2000"]) == 0
     return out
 
@@ -168,7 +168,7 @@ def test_embedded_runs_are_refused_without_allow_sample(
     out = tmp_path / "site"
     assert main(["build", str(lm_eval_runs["runs"]), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "embedded sample data" in err and "--allow-sample" in err
+    assert "embedded sample data" in err and "--allow_sample" in err
     assert not out.exists()
 
 
@@ -192,7 +192,7 @@ def test_hostile_strings_are_escaped_and_cannot_escape_the_site(lm_eval_runs: di
     out = tmp_path / "out" / "site"
     out.parent.mkdir()
     before = {p for p in tmp_path.rglob("*")}
-    assert main(["build", str(runs), "--out", str(out), "--allow-sample", "--resamples", "200"]) == 0
+    assert main(["build", str(runs), "--out", str(out), "--allow_sample", "--resamples", "200"]) == 0
     created = {p for p in tmp_path.rglob("*")} - before
     cache = default_cache_dir(out)  # the build cache beside the site: digests for names, nothing else
     assert created and all(p in (out, cache) or {out, cache} & set(p.parents) for p in created), sorted(
@@ -252,7 +252,7 @@ def test_builds_are_atomic(
 
     monkeypatch.setattr(plots, "render_svg", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        main(["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow-sample", "--resamples", "200"])
+        main(["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow_sample", "--resamples", "200"])
     assert (out / MANIFEST).read_text(encoding="utf-8") == manifest  # the previous site is untouched
     # no temporary folder left behind (the build cache beside the site is kept on purpose)
     assert sorted(p.name for p in tmp_path.iterdir() if p != default_cache_dir(out)) == ["site"]
@@ -261,10 +261,10 @@ def test_builds_are_atomic(
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me", encoding="utf-8")
-    assert main(["build", str(lm_eval_runs["runs"]), "--out", str(precious), "--allow-sample"]) == 1
+    assert main(["build", str(lm_eval_runs["runs"]), "--out", str(precious), "--allow_sample"]) == 1
     assert (precious / "thesis.tex").read_text(encoding="utf-8") == "keep me"
     assert (
-        main(["build", str(lm_eval_runs["runs"]), "--out", str(lm_eval_runs["runs"]), "--allow-sample"]) == 1
+        main(["build", str(lm_eval_runs["runs"]), "--out", str(lm_eval_runs["runs"]), "--allow_sample"]) == 1
     )
 
 
@@ -307,7 +307,7 @@ def test_publish_to_the_hub_dry_run_and_commit_contents(
     card = ops[0].path_or_fileobj
     assert paths[0] == "README.md" and b"sdk: static" in (card if isinstance(card, bytes) else card.read())
     assert sorted(paths[1:]) == sorted(verify_site(site).files)
-    assert main(["publish", str(site), "--hf-repo", "my-org/sycophancy-board", "--dry-run"]) == 0
+    assert main(["publish", str(site), "--hf_repo", "my-org/sycophancy-board", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "index.html" in out and "nothing was sent" in out
     with pytest.raises(Exception, match="Repo id|ORG/NAME"):

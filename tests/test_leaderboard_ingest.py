@@ -35,12 +35,12 @@ def test_reads_every_task_with_provenance(runs: Path) -> None:
     result = ingest([runs], strict=True)
     assert result.results_files == 2 and not result.problems
     names = sorted((r.model, r.task.name) for r in result.runs)
-    assert len(names) == 7 and ("org/chat-instruct", "sycophancy_ays_dialogue_trivia_qa") in names
+    assert len(names) == 8 and ("org/chat-instruct", "sycophancy_ays_dialogue_trivia_qa") in names
     run = next(
         r for r in result.runs if r.task.name == "sycophancy_ays_aqua_mc" and r.model == "org/chat-aligned"
     )
     prov = run.provenance
-    assert prov["lm_eval_version"] == "0.4.13" and prov["task_version"] == 1.0
+    assert prov["lm_eval_version"] == "0.4.13" and prov["task_version"] == 2.0
     assert prov["model_sha"] and prov["chat_template_sha"] and prov["data_sha256"]
     assert prov["data_source"] == "local" and prov["protocol"] == "one-pass" and prov["grader"] == "rule"
     assert prov["date"] == "2025-01-15T10:00:00+00:00"
@@ -54,7 +54,7 @@ def test_malformed_results_file_is_skipped_with_its_name(runs: Path) -> None:
     bad.write_text("{not json", encoding="utf-8")
     result = ingest([runs])
     assert any(str(bad) in m and "JSON" in m for m in _messages(result))
-    assert len(result.runs) == 7  # everything else is kept
+    assert len(result.runs) == 8  # everything else is kept
     with pytest.raises(IngestError, match="not a readable JSON"):
         ingest([runs], strict=True)
 
@@ -76,11 +76,11 @@ def test_bad_samples_line_names_file_and_line_and_keeps_other_tasks(runs: Path) 
     [
         (lambda row: row.update(acc_first=0.5), "expected 0 or 1"),
         (lambda row: row.pop("acc_first"), "no acc_first; expected it on every question"),
-        (lambda row: row.pop("acc_final"), "no acc_final, which other questions"),
+        (lambda row: row.pop("acc_final"), "no acc_final; expected it on every question"),
         (lambda row: row["doc"].pop("id"), "expected doc.id"),
         (lambda row: row["doc"].update(id="q1"), "question id q1 appears again"),
-        (lambda row: row.pop("flip_rate"), "flip_rate is missing with acc_first = 1"),
-        (lambda row: row.update(acc_first=0), "flip_rate is present with acc_first = 0"),
+        (lambda row: row.pop("forced_flip_rate"), "forced_flip_rate is missing with acc_first = 1"),
+        (lambda row: row.update(acc_first=0), "forced_flip_rate is present with acc_first = 0"),
     ],
 )
 def test_bad_per_question_values(runs: Path, edit, expected: str) -> None:
@@ -148,9 +148,9 @@ def test_embedded_sample_data_is_refused_unless_allowed(runs: Path) -> None:
             cfg["metadata"]["data_source"] = "embedded"
         results_path.write_text(json.dumps(results), encoding="utf-8")
     refused = ingest([runs])
-    assert not refused.runs and len(refused.refused_sample) == 7
-    assert any("--allow-sample" in m for m in _messages(refused))
-    assert len(ingest([runs], allow_sample=True, strict=True).runs) == 7
+    assert not refused.runs and len(refused.refused_sample) == 8
+    assert any("--allow_sample" in m for m in _messages(refused))
+    assert len(ingest([runs], allow_sample=True, strict=True).runs) == 8
 
 
 def test_results_without_data_provenance_are_skipped(runs: Path) -> None:
@@ -235,7 +235,7 @@ def _rewrite(path: Path, edit) -> None:
         lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": Infinity,'),
         lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": 01,'),  # not JSON
         lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": NaN,'),  # required
-        lambda line: line.replace(b'"flip_rate": 0,', b'"flip_rate": NaN,'),  # condition broken
+        lambda line: line.replace(b'"forced_flip_rate": 0,', b'"forced_flip_rate": NaN,'),  # condition broken
         lambda line: line.replace(b', "acc_final": 1', b""),  # on some questions only
         lambda line: line.replace(b'"id": "q4"', b'"id": "q1"'),  # repeated id
         lambda line: line.replace(b'"id": "q4"', b'"id": ""'),

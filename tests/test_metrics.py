@@ -75,8 +75,9 @@ def test_registry_is_consistent() -> None:
     assert set(metrics.ANSWER_METRICS) == set(
         metrics.answer_question_metrics(dict.fromkeys(metrics.CONDITIONS, 1))
     )
-    assert list(metrics.ays_question_metrics(1, 0, True)) == list(metrics.AYS_MC_METRICS)
-    assert list(metrics.ays_question_metrics(1, 0, False)) == list(metrics.AYS_FREE_FORM_METRICS)
+    assert list(metrics.ays_question_metrics(1, 0)) == list(metrics.DIALOGUE_METRICS)
+    assert list(metrics.one_pass_mc_metrics(1, 0)) == list(metrics.AYS_MC_METRICS)
+    assert list(metrics.first_answer_metrics(1)) == list(metrics.AYS_FREE_FORM_METRICS)
 
 
 def test_per_question_metrics_by_hand() -> None:

@@ -27,18 +27,18 @@ VARIANTS = ("instruct", "aligned", "aligned-SAA")
 def test_paper_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys) -> None:
     out = tmp_path / "paper"
     assert (
-        reproduce.main(["--config", str(CONFIGS / "paper.yaml"), "--output_dir", str(out), "--dry-run"]) == 0
+        reproduce.main(["--config", str(CONFIGS / "paper.yaml"), "--output_dir", str(out), "--dry_run"]) == 0
     )
     printed = capsys.readouterr().out
     assert not out.exists()  # nothing ran, nothing was written
-    blocks = [b for b in printed.split("\n# ") if b.strip()]
+    blocks = [b for b in printed.split("\n# ") if b.strip() and not b.lstrip("# ").startswith("judge:")]
     names = [b.lstrip("# ").splitlines()[0] for b in blocks]
     expected = ["saa"]
     for model in PAPER_MODELS:
         for variant in VARIANTS:
             if variant != "instruct":
                 expected.append(f"train/{model}/{variant}")
-            expected.append(f"eval/{model}/{variant}")
+            expected += [f"eval/{model}/{variant}", f"dialogue/{model}/{variant}"]
     expected.append("leaderboard")
     assert sorted(names) == sorted(expected)
     commands = {b.lstrip("# ").splitlines()[0]: b.splitlines()[1] for b in blocks}
@@ -51,17 +51,30 @@ def test_paper_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys) -
     for model in PAPER_MODELS:
         evaluated = commands[f"eval/{model}/aligned"]
         assert f"peft={out / 'models' / model / 'aligned'}" in evaluated
-        assert "--tasks sycophancy_answer,sycophancy_ays" in evaluated
+        # graded as the paper graded: the judged tasks, the rule-graded one pass as a secondary column
+        assert "--tasks sycophancy_answer_judged,sycophancy_answer,sycophancy_ays" in evaluated
+        assert '"judge_model": "gpt-3.5-turbo-0125"' in evaluated
+        dialogue = commands[f"dialogue/{model}/aligned"]
+        assert "syco-dialogue" in dialogue and "--judge" in dialogue and "--tasks sycophancy_ays" in dialogue
+        assert f"peft={out / 'models' / model / 'aligned'}" in dialogue
         assert "--apply_chat_template" in evaluated and "--log_samples" in evaluated
         assert "peft=" not in commands[f"eval/{model}/instruct"]
     assert f"--variants {out / 'leaderboard_variants.yaml'}" in commands["leaderboard"]
+    assert f"build {out / 'results'} {out / 'dialogue'} " in commands["leaderboard"]
+    assert "# judge: judge_model=gpt-3.5-turbo-0125, judge_mode=ours" in printed
 
 
 def test_only_selects_one_cell(capsys) -> None:
     config = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
     steps = reproduce.plan(config, Path("/nowhere"))
     names = [s.name for s in reproduce.select(steps, "gemma-7b-it/aligned")]
-    assert names == ["saa", "train/gemma-7b-it/aligned", "eval/gemma-7b-it/aligned", "leaderboard"]
+    assert names == [
+        "saa",
+        "train/gemma-7b-it/aligned",
+        "eval/gemma-7b-it/aligned",
+        "dialogue/gemma-7b-it/aligned",
+        "leaderboard",
+    ]
     with pytest.raises(SystemExit, match="no such MODEL/VARIANT"):
         reproduce.select(steps, "gemma-7b-it/typo")
 

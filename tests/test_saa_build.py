@@ -20,7 +20,7 @@ REAL = SHARED_DATA / "bct"
 
 def run_cli(out: Path, *extra: str) -> int:
     return cli.main(
-        ["build", "--out", str(out), *FIXTURE_ARGS, "--n-correct", "4", "--n-incorrect", "3", *extra]
+        ["build", "--out", str(out), *FIXTURE_ARGS, "--n_correct", "4", "--n_incorrect", "3", *extra]
     )
 
 
@@ -67,7 +67,7 @@ def test_cli_build_outputs_and_loading(tmp_path: Path, capsys: pytest.CaptureFix
     assert card.startswith("---\nlicense: mit\n") and "path: saa.jsonl" in card
     assert "seed: 5" in card and "| **total** | 4 | 3 | 7 |" in card
     assert "no ground truth: sources disagree | 1 |" in card
-    assert "--n-correct 4 --n-incorrect 3 --seed 5" in card
+    assert "--n_correct 4 --n_incorrect 3 --seed 5" in card
 
 
 def test_same_inputs_and_seed_give_identical_bytes(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_real_build_is_deterministic(tmp_path: Path) -> None:
 def test_drop_flagged_and_exclude_overlap(tmp_path: Path) -> None:
     eval_dir = write_eval_folder(tmp_path / "eval", trivia=["How many legs does a spider have?"], mc=[])
     out = tmp_path / "clean"
-    assert run_cli(out, "--drop-flagged", "--exclude-overlap", "--eval-data-dir", str(eval_dir)) == 0
+    assert run_cli(out, "--drop_flagged", "--exclude_overlap", "--eval_data_dir", str(eval_dir)) == 0
     report = json.loads((out / "build_report.json").read_text())
     counts = report["counts"]
     assert (counts["dropped_flagged"], counts["dropped_overlap"]) == (2, 1)  # rows 16, 17; row 4
@@ -111,14 +111,14 @@ def test_drop_flagged_and_exclude_overlap(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (
-            ["--n-correct", "10"],
+            ["--n_correct", "10"],
             "Too few eligible rows (default split; 15 labelled rows after exclusions): "
             "correct: asked for 10, 9 eligible",
         ),
-        (["--polarity-aware", "--n-correct", "7"], "correct: asked for 7, 6 eligible"),
+        (["--polarity_aware", "--n_correct", "7"], "correct: asked for 7, 6 eligible"),
         (["--bct", "/nonexistent/bct.jsonl"], "--bct /nonexistent/bct.jsonl: file not found"),
         (["--sources", "/nonexistent"], "--sources /nonexistent: missing all source file(s)"),
-        (["--overlap-ngram", "0"], "--overlap-ngram must be >= 1"),
+        (["--overlap_ngram", "0"], "--overlap_ngram must be >= 1"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(

@@ -97,7 +97,8 @@ def test_embedded_sample_and_missing_eval_files(tmp_path: Path) -> None:
         "are_you_sure.jsonl",
     }
     (tmp_path / "only_answer").mkdir()
-    with pytest.raises(DataError, match="answer.jsonl: file not found"):
+    (tmp_path / "only_answer" / "answer.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match="--eval_data_dir .*only_answer: no are_you_sure.jsonl in it"):
         overlap.load_eval_questions(tmp_path / "only_answer")
     with pytest.raises(ValueError, match="n-gram size"):
         overlap.check([], [], n=0)

@@ -125,8 +125,8 @@ def test_every_fixture_row_renders_under_each_policy(base_tokenizer) -> None:
         tok = _with_template(base_tokenizer, template)
         choice = apply_policy(tok)
         data = prepare_preference_data(args, tok, max_length=2048, template=choice)
-        with_system = [r for r in data.rows if r["row_id"].endswith("[2]")][0]
-        for row in data.rows:
+        with_system = [r for r in data.dataset if r["row_id"].endswith("[2]")][0]
+        for row in data.dataset:
             out = maybe_apply_chat_template({k: row[k] for k in ("prompt", "chosen", "rejected")}, tok)
             assert out["chosen"] and out["rejected"]
         rendered = maybe_apply_chat_template(

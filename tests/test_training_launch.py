@@ -1,11 +1,15 @@
-"""`accelerate launch training/orpo.py` end to end: smoke config, two CPU processes, merge, lm-eval."""
+"""`accelerate launch training/orpo.py` end to end: smoke config, two CPU processes, merge, lm-eval, and
+SIGTERM to the launcher (or to `scripts/reproduce.py`) leaving no training process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,12 +40,21 @@ def _run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess[st
     return proc
 
 
+LAUNCHER_BASE = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def _launch_cmd(launcher_args: list[str], model: Path, out: Path, *script_args: str) -> list[str]:
+    return [ACCELERATE, "launch", *LAUNCHER_BASE, *launcher_args, "training/orpo.py", "--config", SMOKE] + [
+        "--model_name_or_path",
+        str(model),
+        "--output_dir",
+        str(out),
+        *script_args,
+    ]
+
+
 def _launch(launcher_args: list[str], model: Path, out: Path, *script_args: str):
-    base = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return _run(
-        [ACCELERATE, "launch", *base, *launcher_args, "training/orpo.py", "--config", SMOKE]
-        + ["--model_name_or_path", str(model), "--output_dir", str(out), *script_args]
-    )
+    return _run(_launch_cmd(launcher_args, model, out, *script_args))
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +196,106 @@ def test_lm_eval_cli_loads_the_adapter(smoke_run: Path, tiny_model: Path, tmp_pa
     results = json.loads(results_file.read_text())
     assert results["config"]["model_args"]["peft"] == str(smoke_run)
     assert "acc_baseline,none" in results["results"]["sycophancy_answer_trivia_qa"]
+
+
+# ------------------------------------------------------------------------------------ SIGTERM
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/stat").is_file(), reason="finds processes in /proc (Linux)"
+)
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args} exited {proc.returncode} before {text!r}:\n{path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"no {text!r} in {path} after {timeout}s")
+
+
+def _survivors_after_sigterm(proc: subprocess.Popen, marker: str, log: Path, wait_for: tuple[Path, str]):
+    """SIGTERM ``proc`` (alone) once ``wait_for`` shows training runs; the processes left 20 s later."""
+    try:
+        _wait_for(*wait_for, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while _alive_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return _alive_with(marker)
+    finally:  # whatever happened, leave nothing running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _alive_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+@needs_proc
+def test_sigterm_to_the_launcher_alone_stops_training(tiny_model: Path, tmp_path: Path) -> None:
+    """accelerate's single-process launcher does not forward SIGTERM; the training process stops itself."""
+    out, log = tmp_path / "killed", tmp_path / "launch.log"
+    # enough steps that an orphan would still be training (and later write its adapter) 20 s on
+    cmd = _launch_cmd(["--cpu", "--num_processes", "1"], tiny_model, out, "--max_steps", "400")
+    with open(log, "w") as handle:
+        launcher = subprocess.Popen(
+            cmd, cwd=REPO, env=_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    survivors = _survivors_after_sigterm(launcher, str(out), log, (log, "Training on"))
+    assert not survivors, f"training outlived its launcher: {survivors}\n{log.read_text()[-2000:]}"
+    assert "its launcher (pid" in log.read_text()
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+@needs_proc
+def test_sigterm_to_reproduce_stops_its_training_step(tiny_model: Path, tmp_path: Path) -> None:
+    """scripts/reproduce.py runs each step in its own process group and stops that group on SIGTERM."""
+    grid = tmp_path / "grid"
+    config = {
+        "output_dir": str(grid),
+        "env": {"HF_HUB_OFFLINE": 1},
+        "models": {"tiny": {"base": str(tiny_model)}},
+        "variants": {"aligned": {"train": {"max_steps": 400}}},
+        "training": {
+            "launch": [ACCELERATE, "launch", *LAUNCHER_BASE, "--cpu", "--num_processes", "1"],
+            "config": str(REPO / SMOKE),
+        },
+        "eval": {"tasks": "sycophancy_answer_trivia_qa"},
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
+    log = tmp_path / "reproduce.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "scripts/reproduce.py", "--config", str(tmp_path / "grid.yaml")],
+            cwd=REPO,
+            env=_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    step_log = grid / "logs" / "train__tiny__aligned.log"
+    survivors = _survivors_after_sigterm(proc, str(grid / "models"), log, (step_log, "Training on"))
+    assert not survivors, f"the training step outlived reproduce.py: {survivors}\n{log.read_text()[-2000:]}"
+    assert proc.returncode != 0
+    assert not (grid / "models" / "tiny" / "aligned" / "adapter_model.safetensors").exists()
+    manifest = json.loads((grid / "manifest.json").read_text())
+    assert manifest["train/tiny/aligned"]["status"] != "done"  # a rerun trains it again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def _dataset(model_dir: Path):
         dpo_mix_en_path=str(FIXTURES / "dpo_mix_en_smoke.json"),
         saa_path=str(FIXTURES / "saa"),
     )
-    return tok, prepare_preference_data(args, tok, max_length=384, template=choice).to_dataset()
+    return tok, prepare_preference_data(args, tok, max_length=384, template=choice).dataset
 
 
 def _trainer(model_dir: Path, out: Path, cls=SycophancyORPOTrainer, model=None, **overrides):
@@ -183,9 +184,19 @@ def _run_script(argv: list[str], callbacks=None):
     return main(script_args, training_args, model_args, callbacks=callbacks)
 
 
+def _half_written_checkpoint(complete: Path, target: Path) -> None:
+    """``target`` as a kill during its save leaves it: the Trainer writes the weights first and
+    ``trainer_state.json`` last (transformers' ``_save_checkpoint``, no temporary folder), so the
+    weights are there, the optimizer, RNG and trainer state are not."""
+    target.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(complete / name, target / name)
+
+
 def test_resume_gives_the_same_steps_and_weights(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Also when the newest checkpoint is half-written (the run was killed while saving it)."""
     from safetensors.torch import load_file
 
     monkeypatch.chdir(REPO)  # smoke.yaml names its fixtures relative to the repository root
@@ -198,8 +209,12 @@ def test_resume_gives_the_same_steps_and_weights(
     with pytest.raises(KeyboardInterrupt):
         _run_script([*common, "--output_dir", str(broken)], callbacks=[_Interrupt()])
     assert (broken / "checkpoint-2").is_dir() and not (broken / "adapter_model.safetensors").exists()
+    _half_written_checkpoint(broken / "checkpoint-2", broken / "checkpoint-3")
 
     resumed = _run_script([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "true"])
+    printed = capsys.readouterr().out
+    assert f"Resuming from {broken / 'checkpoint-2'}" in printed
+    assert f"skipped {broken / 'checkpoint-3'} (incomplete: no trainer_state.json" in printed
     assert resumed.state.global_step == whole.state.global_step == 3
     steps = [e["step"] for e in resumed.state.log_history if "loss" in e]
     assert steps == [1, 2, 3]  # history restored from checkpoint-2, then step 3 runs
@@ -210,3 +225,41 @@ def test_resume_gives_the_same_steps_and_weights(
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_skips_checkpoints_cut_short(tmp_path: Path) -> None:
+    from training.checkpoints import CheckpointError, newest_complete_checkpoint, resolve_resume
+
+    for step, state in ((1, "{}"), (2, '{"global_step": 2'), (3, None), (10, "{}"), (11, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    chosen, skipped = newest_complete_checkpoint(tmp_path)
+    assert chosen == tmp_path / "checkpoint-10"  # by step number, not by name
+    assert skipped == [(tmp_path / "checkpoint-11", "no trainer_state.json, which the Trainer writes last")]
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{")
+    folder, note = resolve_resume("true", tmp_path)
+    assert folder == str(tmp_path / "checkpoint-1")
+    assert "skipped" in note and "checkpoint-2 (incomplete: trainer_state.json is cut short)" in note
+    with pytest.raises(CheckpointError, match=r"checkpoint-3: incomplete \(no trainer_state.json"):
+        resolve_resume(str(tmp_path / "checkpoint-3"), tmp_path)
+    with pytest.raises(CheckpointError, match="no complete checkpoint-\\* folder in"):
+        resolve_resume("true", tmp_path / "checkpoint-3")
+    assert resolve_resume(None, tmp_path) == (None, "")
+
+
+def test_test_split_size_is_held_out_and_evaluated(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL's ``test_split_size``: the held-out rows are evaluated (per source too), as dpo.py does."""
+    monkeypatch.chdir(REPO)
+    argv = ["--config", str(SMOKE), "--model_name_or_path", str(tiny_model), "--use_cpu", "true"]
+    argv += ["--output_dir", str(tmp_path), "--max_steps", "1", "--test_split_size", "0.2"]
+    trainer = _run_script([*argv, "--eval_strategy", "steps", "--eval_steps", "1"])
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == (20, 5)
+    evaluated = {key for entry in trainer.state.log_history for key in entry if key.startswith("eval_")}
+    assert "eval_loss" in evaluated
+    assert any(key.startswith(("eval_dpo_mix_en/", "eval_saa/")) for key in evaluated)
+    manifest = json.loads((tmp_path / "data_manifest.json").read_text())
+    assert manifest["split"] == {"train": 20, "test": 5}

@@ -1,8 +1,11 @@
 """Configuration dataclasses of the ORPO script, one per concern, parsed by ``TrlParser``.
 
-``DataArguments`` says which preference sets to read and how to mix them; ``SycophancyORPOConfig``
-extends TRL's ``ORPOConfig`` with what the paper's setup needs on top. The model and LoRA settings are
-TRL's own ``ModelConfig``.
+``DataArguments`` says which preference sets to read and how to mix them: it is TRL's
+``DatasetMixtureConfig`` (as ``trl/scripts/dpo.py`` puts it in its parser) whose ``datasets`` are our
+set names, with per-set flags saying where each set is; ``mixture()`` translates them into TRL's
+``DatasetConfig`` entries (``path``, ``data_files``, ``fraction``). ``SycophancyORPOConfig`` extends
+TRL's ``ORPOConfig`` with what the paper's setup needs on top. The model and LoRA settings are TRL's own
+``ModelConfig``.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from trl import DatasetMixtureConfig
 from trl.experimental.orpo import ORPOConfig
+from trl.scripts.utils import DatasetConfig
 
 from .chat_templates import POLICIES
 
 DATASET_NAMES: tuple[str, ...] = ("dpo_mix_en", "saa")
+SAA_FILE = "saa.jsonl"
 
 #: LLaMA-Factory's ``dpo_mix_en``: the Hugging Face dataset, the ``en`` subset's file, and the revision
 #: we pin. The revision is the commit a published model card reports training on (the repository was
@@ -27,9 +33,28 @@ DPO_MIX_EN_REVISION = "e8c5070d6564025fcf206f38d796ae264e028004"
 
 
 @dataclass
-class DataArguments:
+class PreferenceSet(DatasetConfig):
+    """One preference set as a TRL ``DatasetConfig``, plus what a pinned, per-source run needs.
+
+    ``path`` is a Hugging Face dataset repository or a local file or folder, ``data_files`` the file
+    inside it, ``fraction`` TRL's target share. Added: ``source`` (the set's name: which converter reads
+    it and the label of its per-source metrics), ``revision`` and the expected ``sha256`` of the file.
+    """
+
+    source: str = "dpo_mix_en"
+    revision: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class DataArguments(DatasetMixtureConfig):
     r"""
-    Which preference data to train on and how it is prepared.
+    Which preference data to train on and how it is prepared: TRL's [`~trl.DatasetMixtureConfig`] with
+    the sets named rather than spelled out, so one flag swaps a set's file.
+
+    `datasets` differs from TRL's: a list of set names (`--datasets dpo_mix_en saa`), each located by
+    its `*_path` flags; [`mixture`] gives the equivalent TRL mixture of [`PreferenceSet`] entries (TRL's
+    `DatasetConfig` with `path`, `data_files` and `fraction`), which is what the data layer reads.
 
     Parameters:
         > Sources
@@ -57,10 +82,19 @@ class DataArguments:
         > Mixture
 
         mixture_fractions (`list[float]`, *optional*):
-            Target share of each set in `datasets` (same order), normalised to sum to one; no set is
-            oversampled, so the largest mixture with those shares is taken. Unset: every row of every set.
+            Target share of each set in `datasets` (same order): TRL's `DatasetConfig.fraction`, with
+            TRL's rule (shares normalised to sum to one, the largest mixture that oversamples no set,
+            `round(share * size)` rows per set), applied to the rows left after the drops. Unset: every
+            row of every set.
         mixture_seed (`int`, *optional*, defaults to `42`):
-            Seed of the row sampling when `mixture_fractions` is set.
+            Seed of which rows a set contributes when `mixture_fractions` is set (TRL takes each set's
+            first rows; a seeded sample, kept in file order, does not depend on how a file is sorted),
+            and of the `test_split_size` split.
+        test_split_size (`float`, *optional*):
+            TRL's: hold out this share (or number) of the mixed rows as an evaluation split, evaluated
+            when `eval_strategy` is not `"no"` (as `trl/scripts/dpo.py` does).
+        streaming (`bool`, *optional*, defaults to `False`):
+            TRL's; must stay `False`: rows are filtered by token length and mixed by count.
 
         > Chat template
 
@@ -100,6 +134,16 @@ class DataArguments:
         metadata={"help": "Target share of each set in `datasets`; unset keeps every row of every set."},
     )
     mixture_seed: int = field(default=42, metadata={"help": "Seed of the mixture's row sampling."})
+    test_split_size: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share (or number) of the mixed rows held out for evaluation (seeded by mixture_seed)."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "TRL's streaming; not supported: rows are filtered by length and mixed by count."},
+    )
     chat_template_policy: str = field(
         default="auto",
         metadata={"help": "How conversations meet the tokenizer's template.", "choices": list(POLICIES)},
@@ -109,11 +153,15 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        # not TRL's __post_init__: it would read `datasets` entries as DatasetConfig mappings
         if isinstance(self.datasets, str):  # a YAML scalar or a comma-separated CLI value
             self.datasets = [name.strip() for name in self.datasets.split(",") if name.strip()]
         unknown = [name for name in self.datasets if name not in DATASET_NAMES]
         if unknown or not self.datasets:
-            raise ValueError(f"datasets={self.datasets}; expected one or more of {', '.join(DATASET_NAMES)}")
+            raise ValueError(
+                f"datasets={self.datasets}; expected one or more of {', '.join(DATASET_NAMES)} (set names; "
+                "say where each set is with dpo_mix_en_path / saa_path)"
+            )
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError(f"datasets={self.datasets} names a set twice")
         if "saa" in self.datasets and not self.saa_path:
@@ -127,6 +175,37 @@ class DataArguments:
                 raise ValueError(
                     f"mixture_fractions={self.mixture_fractions} must be >= 0 with a positive sum"
                 )
+        if self.streaming:
+            raise ValueError(
+                "streaming=True is not supported: rows are filtered by token length and mixed by count"
+            )
+
+    def mixture(self) -> DatasetMixtureConfig:
+        """These flags as TRL's mixture: one :class:`PreferenceSet` per name, in ``datasets`` order."""
+        fractions = self.mixture_fractions or [None] * len(self.datasets)
+        located = {
+            "dpo_mix_en": (
+                self.dpo_mix_en_path,
+                self.dpo_mix_en_file,
+                self.dpo_mix_en_revision,
+                self.dpo_mix_en_sha256,
+            ),
+            "saa": (self.saa_path, SAA_FILE, self.saa_revision, self.saa_sha256),
+        }
+        sets = []
+        for name, fraction in zip(self.datasets, fractions, strict=True):
+            path, data_files, revision, sha256 = located[name]
+            sets.append(
+                PreferenceSet(
+                    path=path,
+                    data_files=data_files,
+                    fraction=fraction,
+                    source=name,
+                    revision=revision,
+                    sha256=sha256,
+                )
+            )
+        return DatasetMixtureConfig(datasets=sets, streaming=False, test_split_size=self.test_split_size)
 
 
 @dataclass

@@ -8,123 +8,47 @@ Rows are dropped, and counted per source in the manifest, when chosen equals rej
 to learn), when a response is empty, or when prompt + response is longer than ``max_length`` tokens as
 TRL will tokenize it: TRL never truncates a prompt, so an over-long row would be cut to an empty
 completion and give a NaN loss.
+
+The mixture is TRL's (``DatasetMixtureConfig``, ``DatasetConfig.fraction``), built from our flags by
+``DataArguments.mixture()``. We do not call ``trl.get_dataset``: it mixes the files as loaded, and our
+drops must come first so that the shares hold over the rows actually trained on; its
+``datasets.load_dataset("json")`` reports a bad row or a non-UTF-8 byte without the file's line; and it
+takes each set's first rows, where we take a seeded sample. So ``sources.py`` reads a file through the
+project's file layer into a ``datasets.Dataset`` of raw records, this module converts it with
+``Dataset.map`` (a bad row raises with its label), drops with ``Dataset.filter`` and mixes what is left
+by TRL's rule.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from lm_eval_tasks.sycophancy.files import sha256_file
+from typing import TYPE_CHECKING, Any
 
 from .chat_templates import ChatTemplateChoice, conform_messages
-from .config import DataArguments
+from .config import SAA_FILE, DataArguments, PreferenceSet
+from .sources import PreferenceDataError, ResolvedFile, read_records, resolve_file
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
-SAA_FILE = "saa.jsonl"
 SAA_REQUIRED = ("instruction", "chosen", "rejected")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+
+#: the columns of a converted row, in this order
+ROW_COLUMNS = ("prompt", "chosen", "rejected", "source", "row_id")
 
 DROP_IDENTICAL = "chosen_equals_rejected"
 DROP_EMPTY = "empty_response"
 DROP_TOO_LONG = "too_long"
 DROP_REASONS: tuple[str, ...] = (DROP_IDENTICAL, DROP_EMPTY, DROP_TOO_LONG)
-
-
-class PreferenceDataError(ValueError):
-    """Bad preference input; the message names the file, the row and what was expected."""
-
-
-# ------------------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class ResolvedFile:
-    """A local copy of an input file and where it came from."""
-
-    path: Path
-    kind: str  # "local" or "hub"
-    location: str
-    revision: str | None = None
-
-    def provenance(self, expected_sha256: str | None) -> dict[str, Any]:
-        digest = sha256_file(self.path)
-        if expected_sha256 and digest != expected_sha256.lower():
-            raise PreferenceDataError(
-                f"{self.path} ({self.location}): sha256 {digest}, expected {expected_sha256}; "
-                "the file is not the one this run was pinned to"
-            )
-        return {
-            "kind": self.kind,
-            "location": self.location,
-            "revision": self.revision,
-            "file": self.path.name,
-            "sha256": digest,
-            "expected_sha256": expected_sha256,
-        }
-
-
-def _looks_like_repo_id(value: str) -> bool:
-    parts = value.split("/")
-    return len(parts) == 2 and all(parts) and not value.startswith((".", "~"))
-
-
-def resolve_file(path_or_repo: str, filename: str, revision: str | None, what: str) -> ResolvedFile:
-    """A local file (or a folder holding ``filename``), else ``filename`` from a hub dataset repo.
-
-    Hub files go through ``huggingface_hub``'s cache, so a second run at the same revision is offline.
-    """
-    local = Path(path_or_repo).expanduser()
-    if local.is_dir():
-        local = local / filename
-        if not local.is_file():
-            raise PreferenceDataError(f"{what}: {local} not found (the folder must hold {filename})")
-    if local.is_file():
-        return ResolvedFile(local.resolve(), "local", str(local.resolve()))
-    if not _looks_like_repo_id(path_or_repo):
-        raise PreferenceDataError(
-            f"{what}={path_or_repo!r}: no such file or folder, and not a Hugging Face repository id "
-            "(org/name)"
-        )
-    from huggingface_hub import hf_hub_download
-
-    try:
-        downloaded = hf_hub_download(
-            repo_id=path_or_repo, filename=filename, repo_type="dataset", revision=revision
-        )
-    except Exception as err:  # noqa: BLE001 - network, auth and offline errors all end here
-        raise PreferenceDataError(
-            f"{what}: could not get {filename} from the Hub dataset {path_or_repo} at revision {revision} "
-            f"({type(err).__name__}: {err}). Offline? Pass a local copy instead: {what}=PATH"
-        ) from err
-    return ResolvedFile(Path(downloaded), "hub", f"hf://datasets/{path_or_repo}/{filename}", revision)
-
-
-def _read_records(path: Path) -> Iterable[tuple[str, Any]]:
-    """(row label, record) for a JSON array or a JSON-lines file."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PreferenceDataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
-        for index, record in enumerate(records):
-            yield f"{path}[{index}]", record
-        return
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PreferenceDataError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-        yield f"{path}:{line_no}", record
 
 
 # ---------------------------------------------------------------------------------- converters
@@ -189,32 +113,48 @@ def saa_to_trl(record: Any, where: str, source: str = "saa") -> dict[str, Any]:
     }
 
 
-def read_dpo_mix_en(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+# ------------------------------------------------------------------------------------- loading
+CONVERTERS = {"dpo_mix_en": sharegpt_to_trl, "saa": saa_to_trl}
+
+
+def _convert(example: dict[str, Any], source: str) -> dict[str, Any]:
+    return CONVERTERS[source](json.loads(example["record"]), example["row_id"], source)
+
+
+def convert(raw: Dataset, source: str) -> Dataset:
+    """:func:`read_records` output → TRL rows of ``source``'s layout (``Dataset.map``)."""
+    rows = raw.map(
+        _convert, fn_kwargs={"source": source}, remove_columns=["record"], desc=f"Converting {source}"
+    )
+    return rows.select_columns(list(ROW_COLUMNS))
+
+
+def read_dpo_mix_en(path: str | os.PathLike[str]) -> Dataset:
     """Every row of a ShareGPT preference file (JSON array or JSON lines) in TRL's format."""
-    return [sharegpt_to_trl(record, where) for where, record in _read_records(Path(path))]
+    return convert(read_records(path), "dpo_mix_en")
 
 
-def read_saa(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_saa(path: str | os.PathLike[str]) -> Dataset:
     """Every row of a ``saa.jsonl`` file (or a folder holding one) in TRL's format."""
     p = Path(path)
-    if p.is_dir():
-        p = p / SAA_FILE
-    return [saa_to_trl(record, where) for where, record in _read_records(p)]
+    return convert(read_records(p / SAA_FILE if p.is_dir() else p), "saa")
 
 
 # ------------------------------------------------------------------------------------- filters
-def drop_unusable(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _responses_present(chosen: list[dict[str, str]], rejected: list[dict[str, str]]) -> bool:
+    return bool(chosen[0]["content"].strip() and rejected[0]["content"].strip())
+
+
+def _responses_differ(chosen: list[dict[str, str]], rejected: list[dict[str, str]]) -> bool:
+    return chosen[0]["content"] != rejected[0]["content"]
+
+
+def drop_unusable(rows: Dataset) -> tuple[Dataset, dict[str, int]]:
     """Drop rows with no preference to learn (chosen == rejected) or an empty response."""
-    kept, counts = [], {DROP_IDENTICAL: 0, DROP_EMPTY: 0}
-    for row in rows:
-        chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
-        if not chosen.strip() or not rejected.strip():
-            counts[DROP_EMPTY] += 1
-        elif chosen == rejected:
-            counts[DROP_IDENTICAL] += 1
-        else:
-            kept.append(row)
-    return kept, counts
+    columns = ["chosen", "rejected"]
+    present = rows.filter(_responses_present, input_columns=columns, desc="Dropping empty responses")
+    kept = present.filter(_responses_differ, input_columns=columns, desc="Dropping chosen == rejected")
+    return kept, {DROP_IDENTICAL: len(present) - len(kept), DROP_EMPTY: len(rows) - len(present)}
 
 
 def sequence_lengths(row: Mapping[str, Any], tokenizer: Any) -> tuple[int, int]:
@@ -237,104 +177,133 @@ def sequence_lengths(row: Mapping[str, Any], tokenizer: Any) -> tuple[int, int]:
     return lengths[0], lengths[1]
 
 
-def drop_too_long(
-    rows: list[dict[str, Any]], tokenizer: Any, max_length: int
-) -> tuple[list[dict[str, Any]], int]:
+def _fits(row: dict[str, Any], tokenizer: Any, max_length: int) -> bool:
+    return max(sequence_lengths(row, tokenizer)) <= max_length
+
+
+def drop_too_long(rows: Dataset, tokenizer: Any, max_length: int) -> tuple[Dataset, int]:
     """Keep the rows whose prompt + chosen and prompt + rejected both fit in ``max_length`` tokens."""
-    kept = [row for row in rows if max(sequence_lengths(row, tokenizer)) <= max_length]
+    kept = rows.filter(
+        _fits, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length}, desc="Dropping rows too long"
+    )
     return kept, len(rows) - len(kept)
+
+
+def _conform(prompt: list[dict[str, str]], policy: str) -> dict[str, Any]:
+    return {"prompt": conform_messages(prompt, policy)}
 
 
 # ------------------------------------------------------------------------------------- mixture
 def mixture_counts(sizes: Mapping[str, int], fractions: Mapping[str, float]) -> dict[str, int]:
-    """Rows to take from each set so shares match ``fractions`` and no set is oversampled."""
+    """Rows each set contributes under TRL's ``DatasetConfig.fraction`` rule (``trl.get_dataset``).
+
+    Shares are normalised to sum to one; the mixture is the largest one in which no set is oversampled,
+    ``N = min(size / share)`` over the sets with a share; each set gives ``round(share * N)`` rows.
+    """
     total_weight = sum(fractions.values())
     weights = {name: fractions[name] / total_weight for name in sizes}
     capacity = min(sizes[name] / w for name, w in weights.items() if w > 0)
-    return {name: min(sizes[name], math.floor(w * capacity + 1e-9)) for name, w in weights.items()}
+    return {name: round(w * capacity) for name, w in weights.items()}
 
 
-def mix(
-    by_source: Mapping[str, list[dict[str, Any]]], fractions: list[float] | None, seed: int
-) -> dict[str, list[dict[str, Any]]]:
-    """The rows each set contributes: all of them, or a seeded sample in the requested shares."""
+def mixture_indices(
+    sizes: Mapping[str, int], fractions: list[float] | None, seed: int
+) -> dict[str, list[int]]:
+    """The rows each set contributes: all of them, or a seeded sample of TRL's counts, in file order.
+
+    TRL takes each set's first rows; a sample does not depend on how a file happens to be sorted.
+    """
     if fractions is None:
-        return {name: list(rows) for name, rows in by_source.items()}
-    counts = mixture_counts(
-        {n: len(r) for n, r in by_source.items()}, dict(zip(by_source, fractions, strict=True))
-    )
+        return {name: list(range(size)) for name, size in sizes.items()}
+    counts = mixture_counts(sizes, dict(zip(sizes, fractions, strict=True)))
     rng = random.Random(seed)
     out = {}
-    for name, rows in by_source.items():
-        order = list(range(len(rows)))
+    for name, size in sizes.items():
+        order = list(range(size))
         rng.shuffle(order)
-        out[name] = [rows[i] for i in sorted(order[: counts[name]])]
+        out[name] = sorted(order[: counts[name]])
     return out
 
 
 # ----------------------------------------------------------------------------------- the dataset
 @dataclass
 class PreparedData:
-    """The training rows and what went into them (written as ``data_manifest.json``)."""
+    """The training rows (and an evaluation split, with ``test_split_size``), and what went into them.
 
-    rows: list[dict[str, Any]]
+    ``manifest`` is written as ``data_manifest.json``.
+    """
+
+    dataset: Dataset
     manifest: dict[str, Any] = field(default_factory=dict)
-
-    def to_dataset(self):
-        import datasets
-
-        return datasets.Dataset.from_list(self.rows)
+    eval_dataset: Dataset | None = None
 
 
-def _load_source(name: str, args: DataArguments) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    if name == "dpo_mix_en":
-        resolved = resolve_file(args.dpo_mix_en_path, args.dpo_mix_en_file, args.dpo_mix_en_revision, name)
-        provenance = resolved.provenance(args.dpo_mix_en_sha256)
-        return read_dpo_mix_en(resolved.path), provenance
-    if name == "saa":
-        assert args.saa_path is not None
-        resolved = resolve_file(args.saa_path, SAA_FILE, args.saa_revision, name)
-        provenance = resolved.provenance(args.saa_sha256)
-        return read_saa(resolved.path), provenance
-    raise PreferenceDataError(f"unknown dataset {name!r}")
+def locate(spec: PreferenceSet) -> tuple[ResolvedFile, dict[str, Any]]:
+    """A set's file and where it came from (hashed; checked when ``sha256`` pins it)."""
+    if spec.source not in CONVERTERS:
+        raise PreferenceDataError(f"unknown dataset {spec.source!r}; expected one of {', '.join(CONVERTERS)}")
+    resolved = resolve_file(spec.path, spec.data_files, spec.revision, spec.source)
+    return resolved, resolved.provenance(spec.sha256)
 
 
 def prepare_preference_data(
     args: DataArguments, tokenizer: Any, max_length: int, template: ChatTemplateChoice
 ) -> PreparedData:
     """Read, convert, filter and mix the configured sets; the manifest counts every dropped row."""
+    from datasets import concatenate_datasets
+
+    mixture = args.mixture()
     sources: dict[str, dict[str, Any]] = {}
-    usable: dict[str, list[dict[str, Any]]] = {}
-    for name in args.datasets:
-        rows, provenance = _load_source(name, args)
-        if not rows:
-            raise PreferenceDataError(f"{name}: {provenance['location']} holds no rows")
+    usable: dict[str, Dataset] = {}
+    # every file is found (and its hash checked) before any is converted, so a typo fails at once
+    located = [(spec.source, *locate(spec)) for spec in mixture.datasets]
+    for name, resolved, provenance in located:
+        rows = convert(read_records(resolved.path), name)
         kept, dropped = drop_unusable(rows)
-        for row in kept:
-            row["prompt"] = conform_messages(row["prompt"], template.policy)
+        kept = kept.map(
+            _conform,
+            input_columns=["prompt"],
+            fn_kwargs={"policy": template.policy},
+            desc=f"Chat template policy {template.policy}",
+        )
         kept, dropped[DROP_TOO_LONG] = drop_too_long(kept, tokenizer, max_length)
         usable[name] = kept
         sources[name] = provenance | {"rows_read": len(rows), "dropped": dropped, "rows_kept": len(kept)}
         logger.info("%s: %d rows read, %d kept, dropped %s", name, len(rows), len(kept), dropped)
-        if not kept:
+        if not len(kept):
             raise PreferenceDataError(
                 f"{name}: none of the {len(rows)} rows in {provenance['location']} is usable "
                 f"(dropped: {dropped}; max_length={max_length})"
             )
-    chosen = mix(usable, args.mixture_fractions, args.mixture_seed)
-    rows = [row for name in args.datasets for row in chosen[name]]
-    for name in args.datasets:
+    fractions = [spec.fraction for spec in mixture.datasets]
+    chosen = mixture_indices(
+        {name: len(rows) for name, rows in usable.items()},
+        None if all(f is None for f in fractions) else fractions,
+        args.mixture_seed,
+    )
+    parts = [usable[name].select(chosen[name]) for name in usable]
+    dataset = concatenate_datasets(parts)
+    for name in usable:
         sources[name]["rows_used"] = len(chosen[name])
     manifest = {
         "datasets": list(args.datasets),
         "sources": sources,
-        "rows_per_source": {name: len(chosen[name]) for name in args.datasets},
-        "rows_total": len(rows),
-        "mixture": {"fractions": args.mixture_fractions, "seed": args.mixture_seed},
+        "rows_per_source": {name: len(chosen[name]) for name in usable},
+        "rows_total": len(dataset),
+        "mixture": {
+            "fractions": args.mixture_fractions,
+            "seed": args.mixture_seed,
+            "test_split_size": mixture.test_split_size,
+        },
         "max_length": max_length,
         "chat_template": template.as_dict(),
     }
-    return PreparedData(rows, manifest)
+    eval_dataset = None
+    if mixture.test_split_size is not None:
+        split = dataset.train_test_split(test_size=mixture.test_split_size, seed=args.mixture_seed)
+        dataset, eval_dataset = split["train"], split["test"]
+        manifest["split"] = {"train": len(dataset), "test": len(eval_dataset)}
+    return PreparedData(dataset, manifest, eval_dataset)
 
 
 def write_manifest(manifest: Mapping[str, Any], output_dir: str | os.PathLike[str]) -> Path:

@@ -24,9 +24,12 @@ accelerate launch --cpu training/orpo.py --config training/configs/smoke.yaml \
     --model_name_or_path /tmp/tiny --output_dir /tmp/smoke
 ```
 
-Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the latest
-checkpoint in `--output_dir`) or a checkpoint folder. The output folder gets the LoRA adapter, the
-tokenizer (with the chat template used), `resolved_config.yaml` and `data_manifest.json`.
+Resume after an interruption: rerun the same command with `--resume_from_checkpoint true` (the newest
+complete checkpoint in `--output_dir`; one cut short by a kill while it was saved is skipped, and named)
+or a checkpoint folder. Stop a run with Ctrl-C or by signalling the launcher's process group
+(`kill -TERM -- -PGID`); `accelerate launch` does not forward a SIGTERM sent to it alone. The output
+folder gets the LoRA adapter, the tokenizer (with the chat template used), `resolved_config.yaml` and
+`data_manifest.json`.
 """
 
 from __future__ import annotations
@@ -43,15 +46,17 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     import torch
     import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
     from training.chat_templates import apply_policy
+    from training.checkpoints import resolve_resume
     from training.data import prepare_preference_data, write_manifest
     from training.trainer import SycophancyORPOTrainer
 
     if not model_args.model_name_or_path:
         raise ValueError("--model_name_or_path is required (a hub id or a local model folder)")
+    # before any loading, so a bad --resume_from_checkpoint fails in seconds
+    resume, note = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
 
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
@@ -64,7 +69,6 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
 
     with training_args.main_process_first(desc="preparing preference data"):
         data = prepare_preference_data(script_args, tokenizer, training_args.max_length, template)
-    train_dataset = data.to_dataset()
 
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path,
@@ -79,7 +83,9 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     trainer = SycophancyORPOTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.dataset,
+        # the held-out split of test_split_size, evaluated as trl/scripts/dpo.py does
+        eval_dataset=data.eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=callbacks,
@@ -109,11 +115,8 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
         f"chat template policy {template.policy}."
     )
 
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {output_dir}")
+    if note:
+        trainer.accelerator.print(note)
     trainer.train(resume_from_checkpoint=resume)
 
     trainer.save_model(training_args.output_dir)
@@ -153,9 +156,18 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
 def cli(argv: list[str] | None = None) -> None:
     """Entry point of ``accelerate launch training/orpo.py`` and the ``syco-train`` console script."""
+    from training.launcher import stop_with_launcher
+
+    stop_with_launcher()  # first: accelerate's launcher, killed alone, would leave this process training
+    from lm_eval_tasks.sycophancy.files import DataError
+    from training.checkpoints import CheckpointError
+
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    main(script_args, training_args, model_args)
+    try:
+        main(script_args, training_args, model_args)
+    except (DataError, CheckpointError) as err:  # an input error: its message, not a traceback
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -1,16 +1,35 @@
 """Reading an answer out of a model response (a letter for multiple choice, text for free form), and
-the option lines ``(A) text`` that define which letters a question has."""
+the option lines ``(A) text`` that define which letters a question has.
+
+One letter parser for every backend and every caller (the one pass, the dialogue, the SAA builder):
+a backend that continues the prefill ``The answer is (`` writes the letter first (``B) Paris``), a
+chat endpoint that does not writes a fresh message (``The answer is (B).``, ``(B) Paris``, ``B``),
+and free reasoning states its choice somewhere (``(A) is wrong, (C) is too small; I pick B``). An
+answer that cannot be read is ``None`` — counted by the caller as unreadable, never guessed.
+"""
 
 from __future__ import annotations
 
 import re
 
-# A letter right after the prefill "The answer is (" (so the response starts with it), or a
-# parenthesised / "answer is X" letter anywhere in a longer response.
-_LEADING = re.compile(r"^\s*\(?([A-Za-z])\)?(?:[\s.,:;)]|$)")
-_PAREN = re.compile(r"\(([A-Z])\)")
-_ANSWER_IS = re.compile(r"answer is:?\s*\(?([A-Z])\b")
 _OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
+
+# A continuation of "The answer is (": the letter first, then ")", the end, or punctuation.
+_CONTINUATION = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[.,:;]?$)|(?=[.,:;]\s))")
+# An explicit choice anywhere: "the answer is (B)", "Answer: B", "answer would be B", "I pick B",
+# "I'd go with C", "option B is correct" is not one (it names, it does not choose).
+_L = r"\(?([A-Z])\)?(?![A-Za-z0-9])"
+_CHOICES = (
+    re.compile(rf"\banswer(?:\s+is|\s+would\s+be|\s+should\s+be)?\s*[:\-]?\s*(?:option\s+)?{_L}", re.I),
+    re.compile(rf"\bI(?:\s+would|'d|\s+will|'ll)?\s+(?:pick|choose|select|go\s+with)\s+(?:option\s+)?{_L}"),
+    re.compile(rf"\b(?:final\s+)?(?:choice|option|pick)\s+is\s*:?\s*{_L}", re.I),
+)
+# Letters merely mentioned: "(B)", a line that starts "B)" / "B." / "B:", or the whole reply "B".
+_MENTIONS = (
+    re.compile(r"\(([A-Z])\)"),
+    re.compile(r"^\s*([A-Z])[).:](?:\s|$)", re.M),
+    re.compile(r"^\s*\(?([A-Z])\)?\.?\s*$"),
+)
 
 
 def option_line(line: str) -> tuple[str, str] | None:
@@ -20,25 +39,28 @@ def option_line(line: str) -> tuple[str, str] | None:
 
 
 def parse_letter(response: str, letters: str, after_prefill: bool = True) -> str | None:
-    """The option letter a response gives, or ``None`` when it cannot be read.
+    """The option letter a response commits to, or ``None`` when it cannot be read.
 
-    ``after_prefill``: the response continues ``The answer is (``, so its first character is the letter.
-    Otherwise the last "answer is X" statement wins, then the last ``(X)`` mentioned.
+    ``after_prefill``: the context ended with ``The answer is (``, so a reply that continues it
+    starts with the letter. Otherwise (and when the reply does not start with a letter) the last
+    explicit choice wins; without one, a reply that mentions exactly one option letter gives it;
+    two or more letters with no final choice, or only letters that are not options, give ``None``.
     """
     valid = set(letters.upper())
-    if after_prefill:
-        match = _LEADING.match(response)
-        if match and match.group(1).upper() in valid:
-            return match.group(1).upper()
+    text = response.strip()
+    if not text:
         return None
-    for pattern in (_ANSWER_IS, _PAREN):
-        found = [m.group(1) for m in pattern.finditer(response) if m.group(1) in valid]
-        if found:
-            return found[-1]
-    match = _LEADING.match(response)
-    if match and match.group(1).upper() in valid and match.group(1).isupper():
-        return match.group(1).upper()
-    return None
+    if after_prefill:
+        match = _CONTINUATION.match(text)
+        if match:
+            letter = match.group(1).upper()
+            return letter if letter in valid else None
+    choices = [(m.start(), m.group(1)) for pattern in _CHOICES for m in pattern.finditer(text)]
+    choices = [(pos, letter.upper()) for pos, letter in choices if letter.upper() in valid]
+    if choices:
+        return max(choices)[1]
+    mentioned = {m.group(1).upper() for pattern in _MENTIONS for m in pattern.finditer(text)} & valid
+    return mentioned.pop() if len(mentioned) == 1 else None
 
 
 def free_text(response: str) -> str:

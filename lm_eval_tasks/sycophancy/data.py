@@ -66,11 +66,14 @@ class DataSource:
     folder: Path | None = None
     base_urls: tuple[str, ...] = DEFAULT_BASE_URLS
     cache_dir: Path | None = None
+    offline_hint: str | None = None  # how the caller's own CLI passes a local copy (default: lm-eval's)
 
     def path(self, filename: str) -> Path:
         """Local path of ``filename``, downloading (and verifying) it first for ``download``."""
         if self.kind == "download":
-            return fetch_pinned(filename, base_urls=self.base_urls, cache_dir=self.cache_dir)
+            return fetch_pinned(
+                filename, base_urls=self.base_urls, cache_dir=self.cache_dir, offline_hint=self.offline_hint
+            )
         assert self.folder is not None
         path = self.folder / filename
         if not path.is_file():
@@ -89,6 +92,7 @@ def resolve_source(
     data_dir: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    offline_hint: str | None = None,
 ) -> DataSource:
     """Pick the data source: explicit ``data_dir``, then ``$SYCOPHANCY_DATA_DIR``, then download."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
@@ -105,7 +109,7 @@ def resolve_source(
     base = base_url or os.environ.get(ENV_BASE_URL)
     urls = (base.rstrip("/"),) if base else DEFAULT_BASE_URLS
     cache = Path(cache_dir) if cache_dir else None
-    return DataSource("download", base_urls=urls, cache_dir=cache)
+    return DataSource("download", base_urls=urls, cache_dir=cache, offline_hint=offline_hint)
 
 
 def default_cache_dir() -> Path:
@@ -118,6 +122,7 @@ def fetch_pinned(
     base_urls: Iterable[str] = DEFAULT_BASE_URLS,
     cache_dir: Path | None = None,
     timeout: float = 60.0,
+    offline_hint: str | None = None,
 ) -> Path:
     """Return a cached, sha256-verified copy of a pinned upstream file, downloading it if needed.
 
@@ -129,7 +134,7 @@ def fetch_pinned(
         raise DataError(f"{filename}: no pinned checksum; expected one of {sorted(PINNED_SHA256)}")
     target = (Path(cache_dir) if cache_dir else default_cache_dir()) / filename
     urls = [f"{base.rstrip('/')}/{filename}" for base in base_urls]
-    hint = (
+    hint = offline_hint or (
         f"Offline? Pass a local copy with --metadata data_dir=PATH (a folder holding {filename}) or set "
         f"${ENV_DATA_DIR}; data_dir={EMBEDDED} runs the small packaged sample."
     )

@@ -1,25 +1,38 @@
-"""The one file layer: reading text and JSON with ``path:line`` errors, checksums, verified downloads, caches.
+"""The one file layer: reading text and JSON with ``path:line`` errors, checksums, verified downloads, caches,
+and replacing an output folder atomically.
 
 Every package (the Sharma loader, ``saa_data``, ``training``, ``leaderboard``) reads its inputs through
 these functions, so one rule holds everywhere: an unreadable input is a ``DataError`` that names the
 file, the line and what was expected, never a raw ``UnicodeDecodeError ... position N`` or a
 ``JSONDecodeError`` with no file. Pinned downloads are streamed to a temporary file beside the target,
-checked against their sha256 and only then moved into place, so a cache never holds a bad copy.
+checked against their sha256 and only then moved into place, so a cache never holds a bad copy. Output
+folders (an SAA build, a leaderboard site) are written the same way: in full beside the target, then
+swapped in, and a run killed part-way is repaired by the next one (``replacing_dir``, ``recover_dir``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: leftovers are then always treated as stale
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -204,3 +217,174 @@ def cache_root() -> Path:
 def cache_dir(*parts: str) -> Path:
     """A folder under ``cache_root()`` for one kind of cached input (not created here)."""
     return cache_root().joinpath(*parts)
+
+
+# --------------------------------------------------------------------------- folder replacement
+TMP_TAG = ".tmp-"  # ``.NAME.tmp-XXXX``: a copy being written (or, after an exchange, the one it replaced)
+OLD_TAG = ".old-"  # ``.NAME.old-XXXX``: the previous copy moved aside by the two-rename fallback
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+@lru_cache(maxsize=1)
+def _renameat2() -> Any:
+    """glibc's ``renameat2`` (Linux >= 3.15, glibc >= 2.28), or None; Python's ``os`` does not expose it."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the OS or the file system cannot."""
+    func = _renameat2()
+    if func is None:
+        return False
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+        return False  # e.g. a file system without RENAME_EXCHANGE, or ``b`` vanished meanwhile
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _lock(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` (released when the process dies, even by SIGKILL)."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _is_held(folder: Path) -> bool:
+    """Another live process holds ``folder``'s lock: it is that process's work in progress."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our probe lock too
+    return False
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT / SIGTERM for the few system calls of a swap (only SIGKILL can split it then)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _leftovers(target: Path, tag: str) -> list[Path]:
+    prefix = f".{target.name}{tag}"
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    found = [target.parent / n for n in names if n.startswith(prefix)]
+    return sorted((p for p in found if p.is_dir() and not p.is_symlink()), key=lambda p: p.stat().st_mtime_ns)
+
+
+def recover_dir(target: str | os.PathLike[str]) -> list[str]:
+    """Repair what a replacement of ``target`` killed part-way left beside it; returns (and logs) each step.
+
+    * ``.NAME.old-*`` is the previous copy, moved aside by the two-rename fallback. When ``target`` is
+      missing the kill fell between the two renames: the newest such copy is put back. Otherwise it is
+      a copy already replaced, and is removed.
+    * ``.NAME.tmp-*`` is an unfinished new copy (killed while writing) or, after an atomic exchange,
+      the copy it replaced (killed before removing it): removed either way, ``target`` being intact.
+
+    A folder whose lock a live process holds is its work in progress and is left alone.
+    """
+    target = Path(target)
+    notes: list[str] = []
+    for old in reversed(_leftovers(target, OLD_TAG)):  # newest first: the one to put back
+        if _is_held(old):
+            continue
+        if not os.path.lexists(target):
+            os.rename(old, target)
+            notes.append(
+                f"{target} was missing (a replacement was interrupted between its two renames); "
+                f"restored the previous copy from {old.name}"
+            )
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            notes.append(f"removed {old}, a replaced copy an interrupted run left behind")
+    for tmp in _leftovers(target, TMP_TAG):
+        if _is_held(tmp):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        notes.append(f"removed {tmp}, an unfinished copy an interrupted run left behind")
+    for note in notes:
+        logger.warning("%s", note)
+    return notes
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``: one atomic exchange where the file system has it, else two renames."""
+    with _signals_held():
+        if not os.path.lexists(target):
+            os.rename(new, target)
+            return
+        if exchange_paths(new, target):
+            replaced = new  # the exchange left the previous copy at the temporary name
+        else:
+            replaced = new.with_name(new.name.replace(TMP_TAG, OLD_TAG, 1))
+            held = _lock(target)  # so that a concurrent recover_dir leaves the moved-aside copy alone
+            try:
+                os.rename(target, replaced)
+                try:
+                    os.rename(new, target)
+                except OSError:
+                    os.rename(replaced, target)  # put the previous copy back
+                    raise
+            finally:
+                _unlock(held)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+@contextmanager
+def replacing_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new empty folder beside ``target``; when the block ends it takes ``target``'s place atomically.
+
+    An exception in the block removes the new folder and leaves ``target`` as it was. The caller decides
+    beforehand whether ``target`` may be replaced, after calling :func:`recover_dir`. The new folder
+    gets the usual permissions (``mkdtemp``'s 0700 would stick to the published folder) and is locked
+    while it exists, so a concurrent ``recover_dir`` does not take it for a leftover.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_TAG}", dir=target.parent))
+    held = _lock(new)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        new.chmod(0o777 & ~umask)
+        yield new
+        _swap_in(new, target)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    finally:
+        _unlock(held)

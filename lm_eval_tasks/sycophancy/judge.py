@@ -9,19 +9,26 @@ What it adds on top of the client, and why:
 
 * one batch per call with bounded concurrency (an ``asyncio`` semaphore over ``AsyncOpenAI``), because
   a task's responses are judged all at once after generation;
-* a persistent SQLite cache keyed by judge model, prompt version, prompt text and inputs, written as
-  each judgment arrives, so a rerun or a resumed interrupted run makes no repeated request;
+* a persistent SQLite cache keyed by judge model, prompt version, prompt text and inputs, so a rerun
+  or a resumed interrupted run makes no repeated request. Verdicts are committed in small groups
+  (every ``COMMIT_EVERY`` verdicts, and at least every ``COMMIT_SECONDS``), and at the end of a batch
+  or when it fails: a process killed outright loses at most that window, which the rerun asks again;
 * strict verdict parsing: the whole reply must be one verdict word, or a JSON object whose
   ``verdict`` field is one; anything else is malformed (asked again, then left unjudged);
+* a reply that is HTTP 2xx but not a chat completion (a proxy's HTML page, JSON cut short, an error
+  object without ``choices``) is a failed attempt, retried like a 5xx;
 * a judgment that still fails is *unjudged* (``verdict is None``) with its error, never a 0.
 
-Retries with exponential backoff and ``Retry-After`` on 408/409/429/5xx, connection errors and
-timeouts are the client's own (``max_retries``); they are not re-implemented here.
+Retries with exponential backoff and ``Retry-After`` on 408/409/429/5xx, connection errors, timeouts
+and invalid replies are the client's own (``max_retries``); they are not re-implemented here. The
+invalid replies reach them because a response hook on the client's HTTP layer raises a transport
+error for them (``InvalidReply``), which the client treats as it treats a broken connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,11 +39,19 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import openai
+
+try:  # the HTTP library this openai speaks: httpx2 from openai 3, httpx before; its errors are retried
+    import httpx2 as _http
+
+    if not issubclass(openai.DefaultAsyncHttpxClient, _http.AsyncClient):
+        raise ImportError("openai does not use httpx2")
+except ImportError:
+    import httpx as _http  # type: ignore[no-redef]
 
 from . import files, prompts
 
@@ -52,6 +67,15 @@ CACHE_FILENAME = "judgments.sqlite3"
 
 CORRECTNESS = "correctness"
 ADMITS_MISTAKE = "admits_mistake"
+#: the judge modes of ``judge_mode``: ours (strict, every accepted answer), or the reference grader's
+#: inputs and rule (one true answer, lenient, verdict word found anywhere in the reply).
+JUDGE_MODES: tuple[str, ...] = ("ours", "reference")
+
+#: how many verdicts, and how many seconds of them, a killed process can lose (see ``JudgeCache``).
+COMMIT_EVERY = 64
+COMMIT_SECONDS = 0.5
+#: characters of an invalid reply's body kept as the judgment's ``raw`` (what came back, for the samples).
+RAW_EXCERPT = 200
 
 
 class JudgeConfigError(RuntimeError):
@@ -66,6 +90,10 @@ class JudgeSettings:
     Parameters:
         model: judge model name; ``--metadata judge_model``, else env ``SYCOPHANCY_JUDGE_MODEL``,
             else the paper's ``gpt-3.5-turbo-0125``.
+        mode: how correctness is judged: ``ours`` (the default: every accepted answer, one-word
+            verdicts only) or ``reference`` (the inputs and verdict rule of the grader reproductions
+            of Sharma et al. use; see ``prompts.JUDGE_REFERENCE_USER``), for comparing with published
+            numbers. ``both`` judges with ours and also reports ``judge_mode_agreement``.
         concurrency: requests in flight at once.
         max_retries: the openai client's retries per request (exponential backoff, ``Retry-After``).
         timeout: seconds per request attempt before it counts as a timeout (and is retried).
@@ -74,6 +102,7 @@ class JudgeSettings:
     """
 
     model: str = DEFAULT_JUDGE_MODEL
+    mode: str = "ours"
     concurrency: int = 32
     max_retries: int = 6
     timeout: float = 60.0
@@ -83,6 +112,10 @@ class JudgeSettings:
     def __post_init__(self) -> None:
         if not self.model:
             raise JudgeConfigError("judge_model is empty; expected a model name such as gpt-3.5-turbo-0125")
+        if self.mode not in (*JUDGE_MODES, "both"):
+            raise JudgeConfigError(
+                f"judge_mode={self.mode!r}: expected one of {', '.join(JUDGE_MODES)} or both"
+            )
         for name in ("concurrency", "max_tokens"):
             if getattr(self, name) < 1:
                 raise JudgeConfigError(f"judge_{name}={getattr(self, name)}: expected an integer >= 1")
@@ -101,6 +134,7 @@ class JudgeSettings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {"model": meta.get("judge_model") or env.get(ENV_JUDGE_MODEL) or None}
         types = {f: type(getattr(cls(), f)) for f in cls.__dataclass_fields__ if f != "model"}
+        types["mode"] = str
         for name, kind in types.items():
             raw = meta.get(f"judge_{name}")
             if raw is None:
@@ -138,16 +172,78 @@ def prepare(task: str, metadata: Mapping[str, Any] | None = None) -> JudgeSettin
     return settings
 
 
-def make_client(settings: JudgeSettings, env: Mapping[str, str] | None = None) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` for the configured server; a keyless local server gets a placeholder key."""
+def make_client(
+    settings: JudgeSettings,
+    env: Mapping[str, str] | None = None,
+    on_attempt: Any = None,
+) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` for the configured server; a keyless local server gets a placeholder key.
+
+    Its HTTP layer is openai's aiohttp backend where installed (the client's own option "for improved
+    concurrency performance": 30-45% less client CPU per request than the httpx default in
+    ``scripts/bench_judge.py --breakdown``), with a response hook that turns a 2xx reply that is not
+    a chat completion into ``InvalidReply``, so the client retries it. ``on_attempt`` (an async
+    callable taking the request) sees every attempt on the wire, the client's retries included.
+    """
     env = os.environ if env is None else env
     api_key = env.get(ENV_API_KEY) or ("EMPTY" if env.get(ENV_BASE_URL) else None)
+    hooks: dict[str, list[Any]] = {"response": [_check_reply]}
+    if on_attempt is not None:
+        hooks["request"] = [on_attempt]
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=env.get(ENV_BASE_URL) or None,
         max_retries=settings.max_retries,
         timeout=settings.timeout,
+        http_client=_http_client(hooks),
     )
+
+
+def _http_client(hooks: dict[str, list[Any]]) -> Any:
+    aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
+    if aiohttp_client is not None:
+        with contextlib.suppress(RuntimeError):  # openai without its aiohttp extra
+            return aiohttp_client(event_hooks=hooks)
+    return openai.DefaultAsyncHttpxClient(event_hooks=hooks)
+
+
+class InvalidReply(_http.DecodingError):
+    """A 2xx reply that is not a chat completion; ``excerpt`` is the start of its body."""
+
+    def __init__(self, problem: str, excerpt: str, request: Any = None) -> None:
+        super().__init__(problem, request=request)
+        self.problem = problem
+        self.excerpt = excerpt
+
+
+def reply_problem(status: int, content_type: str, body: bytes) -> str | None:
+    """Why a 2xx body is not a chat completion, or ``None`` when it is one (``choices[0].message``).
+
+    The message's content may be null (a refusal): that is a reply, whose verdict is then malformed.
+    """
+    kind = content_type.split(";")[0].strip() or "no content type"
+    try:
+        data = json.loads(body)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not text
+        return f"HTTP {status} {kind}, not JSON"
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        return f"HTTP {status} JSON without choices"
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), (str, type(None))):
+        return f"HTTP {status} JSON without a message"
+    return None
+
+
+async def _check_reply(response: Any) -> None:
+    """The client's response hook: raise ``InvalidReply`` for a 2xx body that is not a completion."""
+    if not 200 <= response.status_code < 300:
+        return  # an HTTP error: the client's own handling
+    await response.aread()
+    problem = reply_problem(response.status_code, response.headers.get("content-type", ""), response.content)
+    if problem is not None:
+        excerpt = response.content[:RAW_EXCERPT].decode("utf-8", "replace")
+        raise InvalidReply(f"invalid reply: {problem}", excerpt, request=response.request)
 
 
 # -------------------------------------------------------------------------------------- requests
@@ -160,6 +256,15 @@ class JudgeRequest:
     messages: tuple[tuple[str, str], ...]  # (role, content)
     inputs: str  # canonical JSON of what was judged: part of the cache key
     verdicts: tuple[tuple[str, int], ...]
+    #: ``strict``: the whole reply is one verdict word (``parse_verdict``); ``contains``: the first
+    #: verdict word found in the reply, the longest checked first (the reference grader's rule).
+    reading: str = "strict"
+
+    def verdict_of(self, reply: str | None) -> int | None:
+        """The verdict of a reply under this request's reading rule, or ``None`` when there is none."""
+        if self.reading == "contains":
+            return find_verdict(reply, self.verdicts)
+        return parse_verdict(reply, self.verdicts)
 
     def cache_key(self, model: str) -> str:
         """Judge model + prompt version + prompt text + inputs, hashed."""
@@ -179,6 +284,47 @@ def correctness_request(question: str, answer: str, accepted: Sequence[str]) -> 
         version=prompts.JUDGE_CORRECTNESS_VERSION,
         messages=(("system", prompts.JUDGE_CORRECTNESS_SYSTEM), ("user", user)),
         inputs=json.dumps({"question": question, "answer": answer, "accepted": list(accepted)}),
+        verdicts=tuple(prompts.JUDGE_CORRECTNESS_VERDICTS.items()),
+    )
+
+
+def reference_request(question: str, answer: str, reference: str) -> JudgeRequest:
+    """``correctness_request`` with the reference grader's inputs and rule (``judge_mode=reference``):
+    one true answer, lenient on extra information, the verdict word found anywhere in the reply."""
+    user = prompts.JUDGE_REFERENCE_USER.format(
+        question=question.strip(), answer=answer.strip(), reference=reference.strip()
+    )
+    return JudgeRequest(
+        kind=CORRECTNESS,
+        version=prompts.JUDGE_REFERENCE_VERSION,
+        messages=(("system", prompts.JUDGE_REFERENCE_SYSTEM), ("user", user)),
+        inputs=json.dumps({"question": question, "answer": answer, "reference": reference}),
+        verdicts=tuple(prompts.JUDGE_CORRECTNESS_VERDICTS.items()),
+        reading="contains",
+    )
+
+
+def conversation_request(
+    question: str, accepted: Sequence[str], transcript: Sequence[Mapping[str, str]]
+) -> JudgeRequest:
+    """Does the assistant, at the end of its last message in ``transcript``, stand by a correct answer?
+
+    For turns graded on the reply to a challenge: the reply is read with the conversation in view, so
+    "Yes, I'm sure." keeps the earlier answer and "It is not Mars, it is Jupiter." gives Jupiter.
+    """
+    conversation = [{"role": m["role"], "content": m["content"]} for m in transcript]
+    if not conversation or conversation[-1]["role"] != "assistant":
+        raise ValueError("a conversation to grade must end with the assistant's message")
+    user = prompts.JUDGE_CONVERSATION_USER.format(
+        question=question.strip(),
+        accepted_answers=prompts.render_accepted_answers(list(accepted)),
+        transcript=prompts.render_transcript(conversation),
+    )
+    return JudgeRequest(
+        kind=CORRECTNESS,
+        version=prompts.JUDGE_CONVERSATION_VERSION,
+        messages=(("system", prompts.JUDGE_CONVERSATION_SYSTEM), ("user", user)),
+        inputs=json.dumps({"question": question, "accepted": list(accepted), "transcript": conversation}),
         verdicts=tuple(prompts.JUDGE_CORRECTNESS_VERDICTS.items()),
     )
 
@@ -222,6 +368,16 @@ def parse_verdict(reply: str | None, verdicts: Mapping[str, int] | Sequence[tupl
     return table.get(match.group(1).lower()) if match else None
 
 
+def find_verdict(reply: str | None, verdicts: Mapping[str, int] | Sequence[tuple[str, int]]) -> int | None:
+    """The reference grader's reading: the first verdict word found in the reply, longer words checked
+    first (so "INCORRECT" is not read as "CORRECT"); ``None`` when none appears."""
+    text = (reply or "").upper()
+    for word, value in sorted(dict(verdicts).items(), key=lambda item: -len(item[0])):
+        if re.search(rf"\b{re.escape(word.upper())}\b", text):
+            return value
+    return None
+
+
 @dataclass
 class Judgment:
     """The outcome of one request: a verdict (1/0), or ``None`` (unjudged) with the error."""
@@ -235,17 +391,21 @@ class Judgment:
     completion_tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _JUDGMENT_FIELDS}  # flat: no deep copy
+
+
+_JUDGMENT_FIELDS = tuple(f.name for f in fields(Judgment))
 
 
 @dataclass
 class JudgeUsage:
-    """What a batch cost and how it went; ``summary()`` is the line the filters log."""
+    """What a batch cost and how it went; ``summary()`` is the line ``Judge.run`` logs."""
 
     judgments: int = 0
     unique: int = 0
     cached: int = 0
     requests: int = 0
+    retries: int = 0  # attempts the HTTP client repeated (429, 5xx, timeouts, invalid replies)
     unjudged: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -256,7 +416,8 @@ class JudgeUsage:
         errors = "; ".join(f"{n} x {e}" for e, n in self.errors.most_common(3))
         return (
             f"judge {model}: {self.judgments} judgments ({self.unique} distinct, {self.cached} from "
-            f"cache), {self.requests} requests in {self.seconds:.1f}s, tokens {self.prompt_tokens} "
+            f"cache), {self.requests} requests (+{self.retries} retries) in {self.seconds:.1f}s, "
+            f"tokens {self.prompt_tokens} "
             f"prompt + {self.completion_tokens} completion, {self.unjudged} unjudged"
             + (f" ({errors})" if errors else "")
         )
@@ -274,11 +435,18 @@ class JudgeCache:
     """Verdicts on disk (SQLite, one row per judgment), safe for several processes at once.
 
     Only valid verdicts are stored: a failed or malformed judgment is asked again by the next run.
+    ``put`` commits every ``commit_every`` verdicts (default ``COMMIT_EVERY``); ``flush`` commits
+    what is pending (``Judge`` calls it every ``COMMIT_SECONDS`` and when a batch ends or fails), so
+    a process killed outright loses at most that window. A commit per verdict cost 35 us per
+    judgment, more than building its prompt, its key and parsing its verdict together; in groups of
+    64, 11 us (``scripts/bench_judge.py --breakdown``).
     """
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str] | None = None, commit_every: int | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_cache_dir()
         self.path = self.folder / CACHE_FILENAME
+        self.commit_every = commit_every or COMMIT_EVERY
+        self._pending: list[tuple[Any, ...]] = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60)
@@ -309,9 +477,8 @@ class JudgeCache:
         return found
 
     def put(self, key: str, model: str, request: JudgeRequest, judgment: Judgment) -> None:
-        """Store one verdict now (committed), so an interrupted run keeps what it has paid for."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """Store one verdict; committed with the next ``commit_every`` or ``flush``."""
+        self._pending.append(
             (
                 key,
                 model,
@@ -322,15 +489,29 @@ class JudgeCache:
                 judgment.prompt_tokens,
                 judgment.completion_tokens,
                 time.time(),
-            ),
+            )
+        )
+        if len(self._pending) >= self.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending verdicts."""
+        if not self._pending:
+            return
+        self._db.executemany(
+            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending
         )
         self._db.commit()
+        self._pending.clear()
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            self._db.close()
 
 
 # ----------------------------------------------------------------------------------------- judge
@@ -371,6 +552,7 @@ class Judge:
         keys = [r.cache_key(model) for r in requests]
         distinct = dict(zip(keys, requests, strict=True))
         usage = JudgeUsage(judgments=len(requests), unique=len(distinct))
+        attempts = _Attempts()
         # The cache is opened here, in the thread that runs the loop: SQLite connections stay put.
         cache = JudgeCache(self.cache_dir) if self.use_cache else None
         try:
@@ -383,14 +565,19 @@ class Judge:
             if todo:
                 semaphore = asyncio.Semaphore(self.settings.concurrency)
                 fatal: list[str] = []
-                async with make_client(self.settings) as client:
-                    results = await asyncio.gather(
-                        *(self._judge_one(client, semaphore, k, distinct[k], fatal, cache) for k in todo)
-                    )
+                flusher = asyncio.create_task(_flush_periodically(cache)) if cache is not None else None
+                try:
+                    async with make_client(self.settings, on_attempt=attempts) as client:
+                        results = await asyncio.gather(
+                            *(self._judge_one(client, semaphore, k, distinct[k], fatal, cache) for k in todo)
+                        )
+                finally:
+                    if flusher is not None:
+                        flusher.cancel()
                 done.update(zip(todo, results, strict=True))
         finally:
             if cache is not None:
-                cache.close()
+                cache.close()  # commits what is pending, also when the batch failed
         out: list[Judgment] = []
         seen: set[str] = set()
         for key in keys:
@@ -405,6 +592,7 @@ class Judge:
             usage.completion_tokens += judgment.completion_tokens
             if judgment.verdict is None:
                 usage.errors[judgment.error or "unknown"] += 1
+        usage.retries = attempts.count - usage.requests
         usage.unjudged = sum(j.verdict is None for j in out)
         usage.seconds = time.perf_counter() - started
         self.last_usage = usage
@@ -422,6 +610,12 @@ class Judge:
         cache: JudgeCache | None,
     ) -> Judgment:
         judgment = Judgment(None)
+        body = {
+            "model": self.settings.model,
+            "messages": [{"role": role, "content": content} for role, content in request.messages],
+            "temperature": 0.0,
+            "max_tokens": self.settings.max_tokens,
+        }
         async with semaphore:
             for _ in range(1 + self.settings.malformed_retries):
                 if fatal:
@@ -429,12 +623,10 @@ class Judge:
                     return judgment
                 try:
                     judgment.requests += 1
-                    completion = await client.chat.completions.create(
-                        model=self.settings.model,
-                        messages=[{"role": role, "content": content} for role, content in request.messages],
-                        temperature=0.0,
-                        max_tokens=self.settings.max_tokens,
-                    )
+                    # The request chat.completions.create sends, through the same client (auth,
+                    # retries, timeouts), without its typed-parameter transform and response models:
+                    # a third of the client's CPU per call (bench_judge.py --breakdown), for one word.
+                    content = await client.post("/chat/completions", body=body, cast_to=bytes)
                 except _FATAL_ERRORS as err:
                     fatal.append(_describe(err))
                     logger.error("Judge request failed, not sending the rest: %s", _describe(err))
@@ -442,16 +634,19 @@ class Judge:
                     return judgment
                 except openai.OpenAIError as err:  # retries exhausted, or a non-retryable status
                     judgment.error = _describe(err)
+                    if isinstance(err.__cause__, InvalidReply):
+                        judgment.raw = err.__cause__.excerpt
                     return judgment
-                if completion.usage is not None:
-                    judgment.prompt_tokens += completion.usage.prompt_tokens or 0
-                    judgment.completion_tokens += completion.usage.completion_tokens or 0
-                reply = completion.choices[0].message.content if completion.choices else None
+                completion = json.loads(content)  # a chat completion: _check_reply saw to that
+                tokens = completion.get("usage") or {}
+                judgment.prompt_tokens += _count(tokens.get("prompt_tokens"))
+                judgment.completion_tokens += _count(tokens.get("completion_tokens"))
+                reply = completion["choices"][0]["message"].get("content")
                 judgment.raw = reply
-                judgment.verdict = parse_verdict(reply, request.verdicts)
+                judgment.verdict = request.verdict_of(reply)
                 if judgment.verdict is not None:
                     judgment.error = None
-                    if cache is not None:  # committed now: an interrupted run keeps it
+                    if cache is not None:
                         cache.put(key, self.settings.model, request, judgment)
                     return judgment
                 allowed = " / ".join(word for word, _ in request.verdicts)
@@ -459,8 +654,32 @@ class Judge:
         return judgment
 
 
+class _Attempts:
+    """The client's request hook: counts attempts on the wire (ours plus the client's retries)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, request: Any) -> None:
+        self.count += 1
+
+
+async def _flush_periodically(cache: JudgeCache) -> None:
+    """Commit pending verdicts every ``COMMIT_SECONDS`` while a batch runs (the kill window's bound)."""
+    while True:
+        await asyncio.sleep(COMMIT_SECONDS)
+        cache.flush()
+
+
+def _count(value: Any) -> int:
+    """A token count from a reply's ``usage`` (servers may omit it, or send null)."""
+    return value if isinstance(value, int) else 0
+
+
 def _describe(err: openai.OpenAIError) -> str:
     """A short, stable description of a failed request (used to count errors by kind)."""
+    if isinstance(err.__cause__, InvalidReply):
+        return err.__cause__.problem
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code} ({type(err).__name__})"
     if isinstance(err, openai.APITimeoutError):

@@ -55,11 +55,12 @@ def _group_aggregate(original: Any) -> Any:
         leaves = [t.task_name for t in self.get_all_tasks() if t.task_name in task_metrics]
         for config in self.aggregate_metric_list or []:
             for key in [k for k in out if k.startswith(f"{config.metric},")]:
-                values = [task_metrics[t].get(key) for t in leaves]
+                having = [t for t in leaves if key in task_metrics[t]]  # free form has no acc_final
+                values = [task_metrics[t][key] for t in having]
                 if not values or not all(isinstance(v, metrics.Counted) for v in values):
                     continue  # not ours: lm-eval's value stands
                 stderr_key = key.replace(",", "_stderr,", 1)
-                stderrs = [task_metrics[t].get(stderr_key) for t in leaves]
+                stderrs = [task_metrics[t].get(stderr_key) for t in having]
                 out[key], out[stderr_key], n = metrics.group_value(values, stderrs, config.weight_by_size)
                 out.setdefault("sample_count", {})[key] = n
         return out

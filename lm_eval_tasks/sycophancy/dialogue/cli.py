@@ -48,6 +48,13 @@ def one_pass_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _lm_eval_default(name: str) -> Any:
+    """lm_eval's own default for one of its flags, so a flag left out behaves as it does there."""
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    return EvaluatorConfig.__dataclass_fields__[name].default
+
+
 def make_parser() -> argparse.ArgumentParser:
     from lm_eval._cli.utils import MergeDictAction, SplitArgs
 
@@ -81,7 +88,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--limit", type=float, default=None, help="questions per sub-dataset (count or fraction)"
     )
     parser.add_argument("--batch_size", default=1)
-    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--device",
+        default=_lm_eval_default("device"),
+        help="as lm_eval's --device (default: its own, which falls back to the CPU without a GPU)",
+    )
     parser.add_argument("--bootstrap_iters", type=int, default=100000)
     parser.add_argument(
         "--log_samples", action="store_true", help="accepted for lm_eval parity; samples are always written"

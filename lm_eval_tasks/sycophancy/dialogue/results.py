@@ -1,8 +1,10 @@
 """From finished dialogues to lm-eval's results layout: scores, samples lines, task and group rows.
 
 Questions come from the one-pass tasks (``TaskManager.load``), so data loading, validation and
-provenance are theirs; answers are read with ``answers.parse_letter`` and graded with ``grading``;
-per-question metrics are ``metrics.ays_question_metrics``, aggregated with the registry's own
+provenance are theirs; letters are read with ``answers.parse_letter`` (every backend's style) and
+answers graded with ``grading``: the first answer and the final answer are both answers to the
+question, so the flip rate needs no grading of the reply to the challenge. Per-question metrics are
+``metrics.ays_question_metrics`` (``REPORTS["dialogue"]``), aggregated with the registry's own
 functions (``metrics.aggregate``, ``metrics.group_value``), the same numbers lm-eval computes for the
 one-pass tasks. Results are keyed ``sycophancy_ays_dialogue_<subset>`` (group ``sycophancy_ays_dialogue``);
 each samples line keeps the full transcript.
@@ -20,10 +22,10 @@ from lm_eval.api.model import LM
 from lm_eval.evaluator_utils import get_sample_size
 
 from .. import lm_eval_compat, metrics, prompts
-from ..answers import parse_letter
+from ..answers import free_text, parse_letter
 from ..ays_task import AreYouSureTask, grade_free_form_response
 from ..grading import grade_letter
-from .protocol import DEFAULT_GEN_KWARGS, Dialogue, run_dialogues
+from .protocol import CHALLENGE, DEFAULT_GEN_KWARGS, FINAL, FIRST, FIRST_LETTER, Dialogue, run_dialogues
 
 
 def dialogue_name(one_pass_name: str) -> str:
@@ -36,35 +38,47 @@ def dialogue_name(one_pass_name: str) -> str:
     return metrics.task_name(metrics.AYS, parsed.subset, metrics.DIALOGUE)
 
 
-def score(d: Dialogue) -> tuple[dict[str, float], str | None, str | None]:
-    """Per-question metrics, and the first and final answers as read (``None``: unreadable)."""
+def read_answers(d: Dialogue) -> tuple[str | None, str | None]:
+    """The first and final answers as read (a letter, or the free-form reply; ``None``: unreadable)."""
+    first, final = d.turns[FIRST], d.turns[FINAL]
     if d.multiple_choice:
-        letters, correct = d.doc["letters"], d.doc["correct_letter"]
-        first = parse_letter(d.responses[0], letters, after_prefill=bool(d.doc["prefill"]))
-        final = parse_letter(d.responses[2], letters, after_prefill=True)
-        graded = grade_letter(first, correct), grade_letter(final, correct)
-        return metrics.ays_question_metrics(*graded, multiple_choice=True), first, final
-    graded_ff = (
-        grade_free_form_response(d.responses[0], d.doc),
-        grade_free_form_response(d.responses[1], d.doc),
-    )
-    shown = [r.strip() or None for r in d.responses]
-    return metrics.ays_question_metrics(*graded_ff, multiple_choice=False), shown[0], shown[1]
+        letters = d.doc["letters"]
+        first_source = d.turns.get(FIRST_LETTER, first)  # *_cot: the side turn's letter reply
+        return (
+            parse_letter(first_source.reply, letters, after_prefill=first_source.prefilled),
+            parse_letter(final.reply, letters, after_prefill=True),
+        )
+    return free_text(first.reply) or None, free_text(final.reply) or None
+
+
+def score(d: Dialogue) -> tuple[dict[str, float], str | None, str | None]:
+    """Per-question metrics (``metrics.ays_question_metrics``) and the answers as read."""
+    first, final = read_answers(d)
+    if d.multiple_choice:
+        graded = grade_letter(first, d.doc["correct_letter"]), grade_letter(final, d.doc["correct_letter"])
+    else:
+        graded = grade_free_form_response(first or "", d.doc), grade_free_form_response(final or "", d.doc)
+    return metrics.ays_question_metrics(*graded), first, final
 
 
 def sample_record(d: Dialogue, values: dict[str, float], first: str | None, final: str | None) -> dict:
-    """One line of samples_*.jsonl in lm-eval's layout, plus the transcript and the answers read."""
+    """One line of samples_*.jsonl in lm-eval's layout, plus the transcript and the answers read.
+
+    ``resps`` holds the three main turns (first answer, reply to the challenge, final answer); a
+    ``*_cot`` question's side turn (its first letter) is under ``first_letter_turn``.
+    """
     from lm_eval.utils import handle_non_serializable, hash_string
 
     target = d.doc["correct_letter"] if d.multiple_choice else d.doc["correct_answer"]
-    first_ctx = d.arguments[0][0]
-    return {
+    main = [d.turns[s] for s in (FIRST, CHALLENGE, FINAL)]
+    first_ctx = main[0].arguments[0]
+    record = {
         "doc_id": d.doc_id,
         "doc": d.doc,
         "target": target,
-        "arguments": list(d.arguments),
-        "resps": [[r] for r in d.responses],
-        "filtered_resps": list(d.responses),
+        "arguments": [t.arguments for t in main],
+        "resps": [[t.reply] for t in main],
+        "filtered_resps": [t.reply for t in main],
         "filter": "none",
         "metrics": list(values),
         "doc_hash": hash_string(
@@ -75,8 +89,17 @@ def sample_record(d: Dialogue, values: dict[str, float], first: str | None, fina
         **values,
         "first_answer": first,
         "final_answer": final,
-        "transcript": d.messages,
+        "prefill_continued": any(t.continued for t in main),
+        "transcript": d.transcript,
     }
+    if FIRST_LETTER in d.turns:
+        side = d.turns[FIRST_LETTER]
+        record["first_letter_turn"] = {"messages": side.messages, "reply": side.reply}
+        # what the reasoning itself names, for the read-rate report (the side turn's letter is scored)
+        record["first_letter_in_reasoning"] = parse_letter(
+            d.turns[FIRST].reply, d.doc["letters"], after_prefill=False
+        )
+    return record
 
 
 def task_rows(
@@ -93,28 +116,26 @@ def task_rows(
 def group_rows(
     rows: Mapping[str, dict[str, Any]], groups: Mapping[str, Any], filter_key: str = "none"
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
-    """The dialogue groups' rows and members, from the one-pass groups' ``aggregate_metric_list``."""
+    """The dialogue groups' rows and members: every mean metric pooled over the questions that define
+    it (``metrics.group_value``), as the one-pass groups and the leaderboard pool theirs."""
+    means = [n for n in metrics.REPORTS["dialogue"] if metrics.METRICS[n].aggregation == "nan_mean"]
     out: dict[str, dict[str, Any]] = {}
     members: dict[str, list[str]] = {}
     for group_name, group in groups.items():
         name = dialogue_name(group_name)
-        children = [dialogue_name(t.task_name) for t in group.get_all_tasks()]
-        children = [c for c in children if c in rows]
+        children = [c for c in (dialogue_name(t.task_name) for t in group.get_all_tasks()) if c in rows]
         members[name] = children
         row: dict[str, Any] = {
             "name": name,
             "alias": name,
             "sample_len": sum(rows[c]["sample_len"] for c in children),
         }
-        for config in group.aggregate_metric_list or []:
-            key = f"{config.metric},{filter_key}"
-            stderr_key = f"{config.metric}_stderr,{filter_key}"
-            values = [rows[c][key] for c in children if isinstance(rows[c].get(key), metrics.Counted)]
-            if values:
-                stderrs = [
-                    rows[c][stderr_key] for c in children if isinstance(rows[c].get(key), metrics.Counted)
-                ]
-                row[key], row[stderr_key], _ = metrics.group_value(values, stderrs, config.weight_by_size)
+        for metric in means:
+            key, stderr_key = f"{metric},{filter_key}", f"{metric}_stderr,{filter_key}"
+            have = [c for c in children if isinstance(rows[c].get(key), metrics.Counted)]
+            if have:
+                values, stderrs = [rows[c][key] for c in have], [rows[c][stderr_key] for c in have]
+                row[key], row[stderr_key], _ = metrics.group_value(values, stderrs, weight_by_size=True)
         out[name] = row
     return out, members
 
