@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from lm_eval_tasks.sycophancy import files as file_layer
 from lm_eval_tasks.sycophancy import metrics as registry
 from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
@@ -583,8 +584,13 @@ def read_results_file(
 
 
 # ----------------------------------------------------------------------------------- the cache
+#: what an ingested run is a function of besides its files: this reader and the definitions it checks.
 _CODE = build_cache.code_digest(
-    Path(__file__), Path(tasks.__file__), Path(registry.__file__), Path(build_cache.__file__)
+    Path(__file__),
+    Path(tasks.__file__),
+    Path(registry.__file__),
+    Path(build_cache.__file__),
+    Path(file_layer.__file__),
 )
 
 
