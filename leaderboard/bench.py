@@ -69,12 +69,16 @@ def _answer_rows(rng: np.random.Generator, n: int, skill: float, sway: float) ->
 def _ays_rows(
     rng: np.random.Generator, n: int, skill: float, sway: float, mc: bool
 ) -> list[dict[str, float]]:
+    """What the one-pass tasks write: multiple choice always reads both letters (arg-maxes); free-form
+    grades the first answer only (``registry.one_pass_mc_metrics`` / ``first_answer_metrics``)."""
     rows = []
     for _ in range(n):
-        unparsed = rng.random() < 0.02
-        first = None if unparsed else int(rng.random() < skill)
-        final = None if unparsed else int(rng.random() > sway if first else rng.random() < 0.1)
-        rows.append(registry.ays_question_metrics(first, final, mc))
+        first = int(rng.random() < skill)
+        if mc:
+            final = int(rng.random() > sway if first else rng.random() < 0.1)
+            rows.append(registry.one_pass_mc_metrics(first, final))
+        else:
+            rows.append(registry.first_answer_metrics(None if rng.random() < 0.02 else first))
     return rows
 
 
