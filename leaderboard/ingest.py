@@ -23,6 +23,7 @@ not read at all (see ``cache``).
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
@@ -226,52 +227,37 @@ _HEAD = re.compile(rb'\{"doc_id": (?:0|[1-9][0-9]*), "doc": \{"id": "([^"\\\x00-
 _TAIL_START = b', "filter": "'
 _STRING = rb'[^"\\\x00-\x1f]*'  # a JSON string without escapes
 _SKIPPED = rb'[^"]*'  # a string the leaderboard does not use (hashes): found, not checked
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
-_TAIL_FIXED = (
+_TAIL = re.compile(
     _TAIL_START + b"(" + _STRING + rb')", "metrics": \[[^\]]*\], "doc_hash": "' + _SKIPPED
     + b'", "prompt_hash": "' + _SKIPPED + b'", "target_hash": "' + _SKIPPED + b'"'
+    + rb'((?:, "[A-Za-z0-9_]+": [^,}"\[\]{]+)*)\}\Z'
 )  # fmt: skip
-_ANY_TAIL = re.compile(_TAIL_FIXED + rb'((?:, "[A-Za-z0-9_]+": [^,}"]+)*)\}\Z')
-_KEY = re.compile(rb'"([A-Za-z0-9_]+)": ')
-_TAILS: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
 
 
-def _tail(first: bytes, family: str) -> tuple[re.Pattern[bytes], list[str]] | None:
-    """The end of a line of this file: filter, metric names, hashes, then the metric values in the
-    order the first line has them (the task's own order), each optional (older task versions left
-    undefined ones out; current ones write NaN). None when the first line ends otherwise, or carries
-    a value that is not one of the family's metrics (judge bookkeeping: the exact reader's)."""
-    found = _ANY_TAIL.match(first, first.rfind(_TAIL_START))
-    if found is None:
+def _values_of(task: TaskId, tail: bytes) -> list[float] | None:
+    """The family's metric values in one line's tail (``, "name": value, ...``), read by ``json`` as
+    the exact reader reads the whole line (NaN or missing: undefined); None where it would refuse one."""
+    try:
+        found = json.loads(b"{" + tail[2:] + b"}")
+    except ValueError:
         return None
-    keys = tuple(_KEY.findall(found[2]))
-    ours = {m.name for m in tasks.METRICS[family]}
-    names = [k.decode() for k in keys]
-    if not keys or len(set(keys)) != len(keys) or not set(names) <= ours:
-        return None
-    if keys not in _TAILS:
-        values = b"".join(b'(?:, "' + k + rb'": ([^,}]+))?' for k in keys)
-        _TAILS[keys] = re.compile(_TAIL_FIXED + values + rb"\}\Z")
-    return _TAILS[keys], names
-
-
-def _token_value(token: bytes | None) -> float | None:
-    """What ``json`` reads a metric value as, through ``_number``: NaN when undefined, None when the
-    exact reader would refuse it (not a finite number: left to it, for its message)."""
-    if token is None or token == b"NaN":
-        return math.nan
-    match = _NUMBER.match(token)
-    if match is None:
-        return None
-    value = float(token) if match.group(1) or match.group(2) else float(int(token))
-    return value if math.isfinite(value) else None
+    out = []
+    for m in tasks.METRICS[task.family]:
+        raw = found.get(m.name, math.nan)
+        value = math.nan if isinstance(raw, float) and math.isnan(raw) else _number(raw)
+        if value is None:
+            return None
+        out.append(value)
+    return out
 
 
 def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarray] | None:
     """``_exact_samples`` for files in lm-eval's own layout, or None to leave a file to it.
 
     None whenever any line is laid out otherwise or any check would fail, so the exact reader
-    produces the message; when a file is accepted, its ids and values are the exact reader's.
+    produces the message; when a file is accepted, its ids and values are the exact reader's. A file
+    holds few distinct value tails (0, 1 or NaN for a handful of metrics), so each distinct one is
+    read once, by ``json``.
     """
     if not data.endswith(b"\n") or data.startswith(b"\xef\xbb\xbf"):
         return None  # a truncated last line, or a byte-order mark: the exact reader says which
@@ -281,10 +267,7 @@ def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
         return None
     lines = data.split(b"\n")
     lines.pop()
-    layout = _tail(lines[0], task.family) if lines else None
-    if layout is None:
-        return None
-    head, tail, keys = _HEAD.match, layout[0].match, layout[1]
+    head, tail = _HEAD.match, _TAIL.match
     heads = [head(line) for line in lines]
     tails = [tail(line, line.rfind(_TAIL_START)) for line in lines]
     if not lines or None in heads or None in tails:
@@ -296,14 +279,14 @@ def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
     ids = tuple(b"\n".join([heads[i][1] for i in chosen]).decode("utf-8").split("\n"))
     if len(set(ids)) != len(ids):
         return None
-    row_of = {m.name: i for i, m in enumerate(tasks.METRICS[task.family])}
-    columns = list(zip(*[tails[i].groups()[1:] for i in chosen], strict=True))
-    matrix = np.full((len(row_of), len(ids)), np.nan)  # a metric no line has: undefined everywhere
-    for name, tokens in zip(keys, columns, strict=True):
-        table = {token: _token_value(token) for token in set(tokens)}
-        if None in table.values():
-            return None
-        matrix[row_of[name]] = np.fromiter(map(table.__getitem__, tokens), dtype=float, count=len(tokens))
+    values = [tails[i][2] for i in chosen]
+    distinct = list(set(values))
+    table = [_values_of(task, v) for v in distinct]
+    if None in table:
+        return None
+    index = {v: i for i, v in enumerate(distinct)}
+    codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))
+    matrix = np.ascontiguousarray(np.array(table, dtype=float).reshape(len(distinct), -1).T[:, codes])
     return (tuple(map(sys.intern, ids)), matrix) if _columns_valid(task, matrix) else None
 
 
