@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -86,7 +87,8 @@ def render_svg(panels: Sequence[Panel], suptitle: str = "") -> str:
     longest = max((len(_short(g)) for p in panels for g in p.groups), default=4)
     series = list(dict.fromkeys(s for p in panels for s in p.series))
     legend = 18.0 if len(series) > 1 else 0.0
-    title_lines = max((p.title.count("\n") + 1 for p in panels), default=1)
+    titles = [_wrap(p.title, (width - 60) / _CHAR) for p in panels]
+    title_lines = max((len(t) for t in titles), default=1)
     top = 8 + title_lines * (_FONT + 3) + (16 if suptitle else 0)
     ticks_depth = longest * _CHAR * (math.sin(math.radians(35)) if rotate else 0) + _FONT + 10
     plot_h = max(height - top - ticks_depth - legend - 6, 40.0)
@@ -99,8 +101,8 @@ def render_svg(panels: Sequence[Panel], suptitle: str = "") -> str:
     ]
     if suptitle:
         out.append(_el("text", suptitle, x=total / 2, y=14, text_anchor="middle"))
-    for i, panel in enumerate(panels):
-        out += _panel_svg(panel, (i * width + 52, top, width - 60, plot_h), series, rotate)
+    for i, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+        out += _panel_svg(panel, title, (i * width + 52, top, width - 60, plot_h), series, rotate)
     if legend:
         labels = [_short(s) for s in series]
         x = total / 2 - sum(26 + len(label) * _CHAR for label in labels) / 2
@@ -112,13 +114,24 @@ def render_svg(panels: Sequence[Panel], suptitle: str = "") -> str:
     return "\n".join(out)
 
 
+def _wrap(title: str, chars: float) -> list[str]:
+    """A title's lines, each wrapped at spaces to about ``chars`` characters."""
+    return [part for line in title.split("\n") for part in textwrap.wrap(line, max(int(chars), 12)) or [""]]
+
+
 def _panel_svg(
-    panel: Panel, box: tuple[float, float, float, float], series: Sequence[str], rotate: bool
+    panel: Panel,
+    title: list[str],
+    box: tuple[float, float, float, float],
+    series: Sequence[str],
+    rotate: bool,
 ) -> list[str]:
     left, top, w, h = box
     ends = [0.0] + [v for cell in panel.values.values() for v in cell[:3] if v is not None]
     pad = (max(ends) - min(ends)) * 0.05 or 1.0
-    ticks = _ticks(min(ends) - pad, max(ends) + pad)
+    # zero is always on the axis; pad only the sides that have bars
+    low = min(ends) - pad if min(ends) < 0 else 0.0
+    ticks = _ticks(low, max(max(ends) + pad if max(ends) > 0 else 0.0, low + 1.0))
 
     def y(v: float) -> float:
         return top + h - (v - ticks[0]) / (ticks[-1] - ticks[0]) * h
@@ -159,7 +172,7 @@ def _panel_svg(
             out.append(_el("text", _short(group), x=centre, y=base, text_anchor="end", transform=spin))
         else:
             out.append(_el("text", _short(group), x=centre, y=base, text_anchor="middle"))
-    lines = panel.title.split("\n")
+    lines = title
     for k, line in enumerate(lines):
         out.append(
             _el(

@@ -358,3 +358,18 @@ def test_real_lm_eval_samples_take_the_fast_reader(lm_eval_runs: dict) -> None:
         assert fast is not None, path
         exact = ingest._exact_samples(path, task)
         assert fast[0] == exact[0] and (fast[1].tobytes() == exact[1].tobytes()), path
+
+
+def test_plots_are_well_formed_svg_for_any_panel() -> None:
+    hostile = 'a\x01b <x> & "q" \u2028'
+    cases = [
+        [plots.Panel("empty", "y", [], [], {})],
+        [plots.Panel("all zero", "y", ["g"], ["s"], {("g", "s"): (0.0, 0.0, 0.0, 4)})],
+        [plots.Panel("no interval", "y", ["g"], ["s"], {("g", "s"): (5.0, None, None, 1)})],
+        [plots.Panel(hostile, hostile, [hostile], [hostile], {(hostile, hostile): (-3.0, -9.0, 2.0, 7)})] * 2,
+    ]
+    for panels in cases:
+        tree = ET.fromstring(plots.render_svg(panels))
+        assert not [e for e in tree.iter() if e.tag.endswith("script")]
+        text = "".join(tree.itertext())
+        assert "<x>" not in plots.render_svg(panels) and ("<x>" in text) == (panels[0].title == hostile)
