@@ -261,10 +261,11 @@ def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarra
     """
     if not data.endswith(b"\n") or data.startswith(b"\xef\xbb\xbf"):
         return None  # a truncated last line, or a byte-order mark: the exact reader says which
-    try:
-        data.decode("utf-8")  # the exact reader refuses a file with any line that is not UTF-8
-    except UnicodeDecodeError:
-        return None
+    if not data.isascii():  # ASCII is UTF-8; anything else must decode, as the exact reader decodes it
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     lines = data.split(b"\n")
     lines.pop()
     head, tail = _HEAD.match, _TAIL.match

@@ -306,6 +306,16 @@ def render_site(
             f"style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; base-uri 'none'; form-action 'none'"
         ),
     }
+    rows: dict[int, tuple[dict[str, Any], str]] = {}
+    row_macro = env.get_template("macros.html").module.comparison_row  # type: ignore[attr-defined]
+
+    def comparison_row(c: dict[str, Any]) -> str:
+        """A comparison's row, rendered once: it is on the variant's page and on the reference's."""
+        if id(c) not in rows:
+            rows[id(c)] = (c, row_macro(c))  # c is kept, so its id is not reused during the build
+        return rows[id(c)][1]
+
+    env.globals["comparison_row"] = comparison_row
     frame = {k: summary[k] for k in _FRAME}
     shown = frame | {"tracks": summary["tracks"], "metrics": summary["metrics"]}
 
