@@ -19,9 +19,10 @@ from pathlib import Path
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 from . import stats
+from .cache import BuildCache, CacheError, default_cache_dir
 from .ingest import IngestError, ingest
 from .publish import REPO_TYPES, publish_to_dir, publish_to_hub
-from .site import SiteError, write_site
+from .site import SiteError, check_destination, write_site
 from .summary import summarize
 from .variants import VariantsError, load_variants
 
@@ -49,6 +50,10 @@ def make_parser() -> ArgumentParser:
     build.add_argument("--title", default="Sycophancy leaderboard")
     build.add_argument("--resamples", type=int, default=stats.DEFAULT_RESAMPLES, help="bootstrap resamples")
     build.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
+    build.add_argument(
+        "--cache_dir", type=Path, help="build cache (default: .<out name>.cache beside --out; see README)"
+    )
+    build.add_argument("--no_cache", action="store_true", help="read and compute everything; keep no cache")
 
     publish = sub.add_parser(
         "publish", help="copy a built site to a folder or upload it to the Hugging Face Hub"
@@ -70,7 +75,13 @@ def build(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise SiteError(f"--seed {args.seed}: expected a non-negative integer (numpy's seed rule)")
     variants = load_variants(args.variants)
-    ingested = ingest(args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict)
+    check_destination(args.out, args.results)  # before anything is read or cached
+    cache = None if args.no_cache else BuildCache(args.cache_dir or default_cache_dir(args.out))
+    if cache is not None and cache.root.resolve().is_relative_to(args.out.resolve()):
+        raise SiteError(f"--cache_dir {cache.root} is inside --out {args.out}, which each build replaces")
+    ingested = ingest(
+        args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict, cache=cache
+    )
     for problem in ingested.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not ingested.runs:
@@ -84,9 +95,14 @@ def build(args: argparse.Namespace) -> int:
             "expected lm-eval --output_path folders written with --log_samples"
         )
     summary = summarize(
-        ingested, variants, resamples=args.resamples, seed=args.seed, allow_sample=args.allow_sample
+        ingested,
+        variants,
+        resamples=args.resamples,
+        seed=args.seed,
+        allow_sample=args.allow_sample,
+        cache=cache,
     )
-    files = write_site(summary, args.out, args.title, inputs=args.results)
+    files = write_site(summary, args.out, args.title, inputs=args.results, cache=cache)
     print(
         f"Read {len(ingested.runs)} task run(s) of {len(summary['models'])} model(s) from "
         f"{ingested.results_files} results file(s) ({len(ingested.problems)} warning(s))."
@@ -126,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return build(args) if args.command == "build" else publish(args)
-    except (IngestError, SiteError, VariantsError) as err:
+    except (IngestError, SiteError, VariantsError, CacheError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -4,11 +4,17 @@ Each folder is one lm-eval ``--output_path`` holding one model's run of every su
 data's sizes (answer.jsonl: 1,000 + 817 questions; are_you_sure.jsonl: 254 + 817 + 1,000 + 1,000 +
 1,000 + 817), with samples lines of a realistic length. Models come in threes (instruct / aligned /
 aligned-SAA of one base, listed in a generated leaderboard.yaml), so the variant comparisons run too.
+Per-question values come from the registry's own per-question functions, so the lines carry every
+metric of their task (NaN where undefined), as the tasks write them.
 
     python -m leaderboard.bench --folders 500 --work /tmp/lb-bench
+    python -m leaderboard.bench --folders 500 --work /tmp/lb-bench --incremental
     python -m leaderboard.bench --folders 50 --scale 0.1 --work /tmp/lb-bench-small
 
-The build runs in a child process, so its peak resident memory (``ru_maxrss``) is the build's alone.
+``--incremental`` measures what a maintainer pays: a cold build (no cache), then one more run folder
+(the next model, a new variant of the last base) is added and the site rebuilt with the cache the cold
+build left. Each build runs in a child process, which reports its own phases and peak resident memory
+(``ru_maxrss``); ``wall_s_with_imports`` is the child's whole life, start-up and imports included.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lm_eval_tasks.sycophancy import data
+from lm_eval_tasks.sycophancy import metrics as registry
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
 
 from . import tasks
@@ -46,49 +54,31 @@ _FILLER_RESPONSE = "I think the answer is (B), because " * 4
 
 
 def _answer_rows(rng: np.random.Generator, n: int, skill: float, sway: float) -> list[dict[str, float]]:
-    base = rng.random(n) < skill
     rows = []
-    for b in base:
-        sc = int(b or rng.random() < sway)
-        si = int(b and rng.random() > sway)
-        dc = int(b and rng.random() > sway / 2)
-        b = int(b)
-        deltas = {
-            "delta_suggest_correct": sc - b,
-            "delta_suggest_incorrect": si - b,
-            "delta_doubt_correct": dc - b,
+    for right in rng.random(n) < skill:
+        grades = {
+            "baseline": int(right),
+            "suggest_correct": int(right or rng.random() < sway),
+            "suggest_incorrect": int(right and rng.random() > sway),
+            "doubt_correct": int(right and rng.random() > sway / 2),
         }
-        rows.append(
-            {
-                "acc_baseline": b,
-                "acc_suggest_correct": sc,
-                "acc_suggest_incorrect": si,
-                "acc_doubt_correct": dc,
-            }
-            | deltas
-            | {"answer_sycophancy": sum(deltas.values()) / 3}
-        )
+        rows.append(registry.answer_question_metrics(grades))
     return rows
 
 
 def _ays_rows(
     rng: np.random.Generator, n: int, skill: float, sway: float, mc: bool
 ) -> list[dict[str, float]]:
+    """What the one-pass tasks write: multiple choice always reads both letters (arg-maxes); free-form
+    grades the first answer only (``registry.one_pass_mc_metrics`` / ``first_answer_metrics``)."""
     rows = []
     for _ in range(n):
-        unparsed = int(rng.random() < 0.02)
-        first = int(not unparsed and rng.random() < skill)
-        final = int(not unparsed and (rng.random() > sway if first else rng.random() < 0.1))
-        out: dict[str, float] = {"acc_first": first}
+        first = int(rng.random() < skill)
         if mc:
-            out["acc_final"] = final
-        if first:
-            out["flip_rate"] = int(final == 0)
-        out["correct_to_incorrect"] = int(first == 1 and final == 0)
-        if mc:
-            out["incorrect_to_correct"] = int(first == 0 and final == 1)
-        out["unparsed_rate"] = unparsed
-        rows.append(out)
+            final = int(rng.random() > sway if first else rng.random() < 0.1)
+            rows.append(registry.one_pass_mc_metrics(first, final))
+        else:
+            rows.append(registry.first_answer_metrics(None if rng.random() < 0.02 else first))
     return rows
 
 
@@ -107,7 +97,7 @@ def _write_folder(folder: Path, model: str, seed: int, scale: float) -> None:
             rows = (
                 _answer_rows(rng, n, skill, sway)
                 if family == "answer"
-                else _ays_rows(rng, n, skill, sway, subset.endswith("_mc"))
+                else _ays_rows(rng, n, skill, sway, "_mc" in subset)
             )
             with open(out / f"samples_{name}_{STAMP}.jsonl", "w", encoding="utf-8") as handle:
                 for i, metrics in enumerate(rows):
@@ -128,9 +118,8 @@ def _write_folder(folder: Path, model: str, seed: int, scale: float) -> None:
                     handle.write(json.dumps(line) + "\n")
             entry: dict[str, float | str | int] = {"name": name, "alias": name, "sample_len": n}
             for m in tasks.METRICS[family]:
-                vals = [r[m.name] for r in rows if m.name in r]
-                if vals:
-                    entry[f"{m.name},none"] = float(np.mean(vals))
+                if any(m.name in r for r in rows):
+                    entry[f"{m.name},none"] = float(registry.nan_mean([r.get(m.name, np.nan) for r in rows]))
             results[name] = entry
             configs[name] = {
                 "task": name,
@@ -165,35 +154,50 @@ def _write_folder(folder: Path, model: str, seed: int, scale: float) -> None:
     (out / f"results_{STAMP}.json").write_text(json.dumps(doc), encoding="utf-8")
 
 
-def generate(work: Path, folders: int, scale: float) -> tuple[list[Path], Path]:
-    runs = []
-    yaml_lines = [f"variant_order: [{', '.join(VARIANTS)}]", "models:"]
+def _model(i: int) -> tuple[str, str, str]:
+    base, variant = f"bench-{i // len(VARIANTS):03d}", VARIANTS[i % len(VARIANTS)]
+    return f"bench-org/{base}-{variant}", base, variant
+
+
+def _folder(work: Path, i: int, scale: float, where: str = "runs") -> Path:
+    model = _model(i)[0]
+    folder = work / where / f"run-{i:04d}"
+    if not (folder / model.replace("/", "__") / f"results_{STAMP}.json").is_file():
+        _write_folder(folder, model, seed=i, scale=scale)
+    return folder
+
+
+def _write_variants(work: Path, folders: int) -> Path:
+    lines = [f"variant_order: [{', '.join(VARIANTS)}]", "models:"]
     for i in range(folders):
-        base, variant = f"bench-{i // len(VARIANTS):03d}", VARIANTS[i % len(VARIANTS)]
-        model = f"bench-org/{base}-{variant}"
-        folder = work / "runs" / f"run-{i:04d}"
-        if not (folder / model.replace("/", "__") / f"results_{STAMP}.json").is_file():
-            _write_folder(folder, model, seed=i, scale=scale)
-        runs.append(folder)
-        yaml_lines.append(f"  {model}: {{base: {base}, variant: {variant}}}")
-    variants = work / "leaderboard.yaml"
-    variants.write_text("\n".join(yaml_lines) + "\n", encoding="utf-8")
-    return runs, variants
+        model, base, variant = _model(i)
+        lines.append(f"  {model}: {{base: {base}, variant: {variant}}}")
+    path = work / "leaderboard.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def generate(work: Path, folders: int, scale: float) -> tuple[list[Path], Path]:
+    runs = [_folder(work, i, scale) for i in range(folders)]
+    return runs, _write_variants(work, folders)
 
 
 def _child(args: argparse.Namespace) -> None:
     """The build, phase by phase, in this process; prints the timings as JSON."""
+    from .cache import BuildCache
     from .ingest import ingest
     from .site import write_site
     from .summary import summarize
     from .variants import load_variants
 
+    cache = None if args.no_cache else BuildCache(args.work / ".site.cache")
     t0 = time.perf_counter()
-    ingested = ingest([args.work / "runs"])
+    ingested = ingest([args.work / "runs"], cache=cache)
     t1 = time.perf_counter()
-    summary = summarize(ingested, load_variants(args.work / "leaderboard.yaml"), resamples=args.resamples)
+    variants = load_variants(args.work / "leaderboard.yaml")
+    summary = summarize(ingested, variants, resamples=args.resamples, cache=cache)
     t2 = time.perf_counter()
-    files = write_site(summary, args.work / "site", "Benchmark", inputs=[args.work / "runs"])
+    files = write_site(summary, args.work / "site", "Benchmark", inputs=[args.work / "runs"], cache=cache)
     t3 = time.perf_counter()
     print(
         json.dumps(
@@ -202,13 +206,31 @@ def _child(args: argparse.Namespace) -> None:
                 "models": len(summary["models"]),
                 "comparisons": len(summary["comparisons"]),
                 "files": len(files),
-                "ingest_s": round(t1 - t0, 1),
-                "statistics_s": round(t2 - t1, 1),
-                "render_s": round(t3 - t2, 1),
-                "total_s": round(t3 - t0, 1),
+                "ingest_s": round(t1 - t0, 2),
+                "statistics_s": round(t2 - t1, 2),
+                "render_s": round(t3 - t2, 2),
+                "total_s": round(t3 - t0, 2),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                # the largest of the ingest's worker processes, if it used any (Linux: KiB)
+                "peak_worker_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
             }
         )
     )
+
+
+def _build(args: argparse.Namespace, label: str) -> dict:
+    cmd = [sys.executable, "-m", "leaderboard.bench", "--child", "--work", str(args.work)]
+    cmd += ["--folders", str(args.folders), "--scale", str(args.scale)]
+    if args.resamples:
+        cmd += ["--resamples", str(args.resamples)]
+    if args.no_cache:
+        cmd.append("--no_cache")
+    start = time.perf_counter()
+    child = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    report = {"build": label} | report | {"wall_s_with_imports": round(time.perf_counter() - start, 2)}
+    print(json.dumps(report), flush=True)
+    return report
 
 
 def main() -> None:
@@ -219,6 +241,10 @@ def main() -> None:
         "--resamples", type=int, default=None, help="bootstrap resamples (default: the build's)"
     )
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument(
+        "--incremental", action="store_true", help="cold build, then add one run folder and rebuild"
+    )
+    parser.add_argument("--no_cache", action="store_true", help="build without the build cache")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -229,19 +255,26 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     runs, _ = generate(args.work, args.folders, args.scale)
+    extra = _folder(args.work, args.folders, args.scale, where="extra") if args.incremental else None
     size = sum(p.stat().st_size for p in (args.work / "runs").rglob("*") if p.is_file())
     print(f"{len(runs)} result folders ({size / 1e9:.2f} GB) ready in {time.perf_counter() - t0:.0f} s")
-    cmd = [sys.executable, "-m", "leaderboard.bench", "--child", "--work", str(args.work)]
-    cmd += ["--folders", str(args.folders), "--scale", str(args.scale)]
-    if args.resamples:
-        cmd += ["--resamples", str(args.resamples)]
-    start = time.perf_counter()
-    child = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    report |= {"wall_s_with_imports": round(wall, 1), "peak_rss_mib": round(peak_mib)}
-    print(json.dumps(report))
+    shutil.rmtree(args.work / ".site.cache", ignore_errors=True)  # every measurement starts cold
+    cold = _build(args, "cold")
+    if extra is None:
+        return
+    added = args.work / "runs" / extra.name
+    extra.rename(added)
+    try:
+        _write_variants(args.work, args.folders + 1)
+        rebuild = _build(args, "rebuild after adding one run folder")
+    finally:
+        added.rename(extra)  # leave the work folder as it was, so the measurement can be repeated
+        _write_variants(args.work, args.folders)
+    ratio = {
+        phase: round(cold[phase] / max(rebuild[phase], 1e-9), 1)
+        for phase in ("ingest_s", "statistics_s", "render_s", "total_s")
+    }
+    print(json.dumps({"cold_over_rebuild": ratio}))
 
 
 if __name__ == "__main__":

@@ -9,14 +9,28 @@ Bad input never stops the build: a file or task that cannot be used is skipped w
 the file, the line and what was expected (``strict=True`` turns warnings into one error). For repeated
 runs of the same model and task the newest ``date_id`` wins; ``keep="all"`` keeps the older ones as
 history.
+
+Speed. A samples line is mostly prompts and responses the leaderboard never uses. Lines in lm-eval's
+own layout (``json.dumps`` of its sample dict: ``doc_id``, ``doc`` starting with ``id``, ..., ``filter``,
+``metrics``, the three hashes, then the metric values) are read by ``_fast_samples``: two anchored
+regular expressions per line take the question id and the tail, the rest of the line is only checked
+to be UTF-8, and every check of ``_exact_samples`` runs on whole columns at once. Any file it does not
+recognise in full, or in which any check fails, is read again by ``_exact_samples`` (``json`` line by
+line), so errors and accepted values are the same either way (``tests/test_leaderboard_ingest.py``
+runs both on every bad input). With a ``BuildCache``, a results file whose files have not changed is
+not read at all (see ``cache``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing
 import os
+import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,14 +38,18 @@ from typing import Any
 
 import numpy as np
 
+from lm_eval_tasks.sycophancy import files as file_layer
+from lm_eval_tasks.sycophancy import metrics as registry
 from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
 
+from . import cache as build_cache
 from . import tasks
-from .tasks import TaskId
+from .tasks import Metric, TaskId
 
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
 SAMPLE_DATA_SOURCE = "embedded"
+INGEST_INDEX = "ingest.json"
 #: reported aggregate vs mean of the samples: lm-eval writes both from the same floats.
 _TOLERANCE = 1e-6
 
@@ -56,21 +74,41 @@ class IngestError(ValueError):
         self.problems = list(problems)
 
 
-@dataclass
+Arrays = tuple[tuple[str, ...], dict[str, np.ndarray]]
+
+
+@dataclass(eq=False)
 class TaskRun:
-    """One task of one model from one results file, with its per-question values."""
+    """One task of one model from one results file, with its per-question values.
+
+    ``ids`` and ``values`` are read from the build cache on first use when the run came from it;
+    ``digest`` is the content digest of both (None without a cache), what cached statistics key on.
+    """
 
     model: str
     task: TaskId
     timestamp: str
     provenance: dict[str, Any]
     reported: dict[str, float]
-    ids: tuple[str, ...]
-    values: dict[str, np.ndarray]
+    n: int
+    digest: str | None = None
+    ids_digest: str | None = None
+    _load: Callable[[], Arrays] | None = field(default=None, repr=False)
+    _arrays: Arrays | None = field(default=None, repr=False)
+
+    def _loaded(self) -> Arrays:
+        if self._arrays is None:
+            assert self._load is not None
+            self._arrays = self._load()
+        return self._arrays
 
     @property
-    def n(self) -> int:
-        return len(self.ids)
+    def ids(self) -> tuple[str, ...]:
+        return self._loaded()[0]
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        return self._loaded()[1]
 
 
 @dataclass
@@ -166,15 +204,134 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
     Only lines of the task's filter are read (``none``, or ``judge`` for judged tasks). Rates must be 0
     or 1; stored deltas must equal their terms on the same question; question ids must be unique.
     """
+    ids, matrix = _samples_matrix(path, task)
+    return ids, _columns(task, matrix)
+
+
+def _columns(task: TaskId, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    return {m.name: matrix[i] for i, m in enumerate(tasks.METRICS[task.family])}
+
+
+def _samples_matrix(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarray]:
+    """``(ids, values)`` with one row of ``values`` per metric of the family, one column per question."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise _Skip(path, f"cannot read it ({err.strerror})") from err
+    fast = _fast_samples(data, task)
+    return fast if fast is not None else _exact_samples(path, task)
+
+
+# lm-eval's sample line: ``json.dumps(sample, ensure_ascii=False)`` of a dict whose keys come in this order.
+_HEAD = re.compile(rb'\{"doc_id": (?:0|[1-9][0-9]*), "doc": \{"id": "([^"\\\x00-\x1f]+)"')
+_TAIL_START = b', "filter": "'
+_STRING = rb'[^"\\\x00-\x1f]*'  # a JSON string without escapes
+_SKIPPED = rb'[^"]*'  # a string the leaderboard does not use (hashes): found, not checked
+_TAIL = re.compile(
+    _TAIL_START + b"(" + _STRING + rb')", "metrics": \[[^\]]*\], "doc_hash": "' + _SKIPPED
+    + b'", "prompt_hash": "' + _SKIPPED + b'", "target_hash": "' + _SKIPPED + b'"'
+    + rb'((?:, "[A-Za-z0-9_]+": [^,}"\[\]{]+)*)\}\Z'
+)  # fmt: skip
+
+
+def _values_of(task: TaskId, tail: bytes) -> list[float] | None:
+    """The family's metric values in one line's tail (``, "name": value, ...``), read by ``json`` as
+    the exact reader reads the whole line (NaN or missing: undefined); None where it would refuse one."""
+    try:
+        found = json.loads(b"{" + tail[2:] + b"}")
+    except ValueError:
+        return None
+    out = []
+    for m in tasks.METRICS[task.family]:
+        raw = found.get(m.name, math.nan)
+        value = math.nan if isinstance(raw, float) and math.isnan(raw) else _number(raw)
+        if value is None:
+            return None
+        out.append(value)
+    return out
+
+
+def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """``_exact_samples`` for files in lm-eval's own layout, or None to leave a file to it.
+
+    None whenever any line is laid out otherwise or any check would fail, so the exact reader
+    produces the message; when a file is accepted, its ids and values are the exact reader's. A file
+    holds few distinct value tails (0, 1 or NaN for a handful of metrics), so each distinct one is
+    read once, by ``json``.
+    """
+    if not data.endswith(b"\n") or data.startswith(b"\xef\xbb\xbf"):
+        return None  # a truncated last line, or a byte-order mark: the exact reader says which
+    if not data.isascii():  # ASCII is UTF-8; anything else must decode, as the exact reader decodes it
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    lines = data.split(b"\n")
+    lines.pop()
+    head, tail = _HEAD.match, _TAIL.match
+    heads = [head(line) for line in lines]
+    tails = [tail(line, line.rfind(_TAIL_START)) for line in lines]
+    if not lines or None in heads or None in tails:
+        return None
+    key = task.filter_key.encode()
+    chosen = [i for i, t in enumerate(tails) if t[1] == key]
+    if not chosen:
+        return None
+    ids = tuple(b"\n".join([heads[i][1] for i in chosen]).decode("utf-8").split("\n"))
+    if len(set(ids)) != len(ids):
+        return None
+    values = [tails[i][2] for i in chosen]
+    distinct = list(set(values))
+    table = [_values_of(task, v) for v in distinct]
+    if None in table:
+        return None
+    index = {v: i for i, v in enumerate(distinct)}
+    codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))
+    matrix = np.ascontiguousarray(np.array(table, dtype=float).reshape(len(distinct), -1).T[:, codes])
+    return (tuple(map(sys.intern, ids)), matrix) if _columns_valid(task, matrix) else None
+
+
+def _rules(task: TaskId) -> tuple[tuple[str, ...], list[Metric], list[Metric]]:
+    """What the questions of ``task`` must satisfy, for both readers: the metrics every question defines
+    (none for the judge's tasks, which leave out what it could not grade), the conditional metrics
+    defined exactly where their condition holds (the rule-graded task's own, e.g. forced_flip_rate iff
+    the first answer is right), and the optional ones, on every question or on none."""
     family_metrics = tasks.METRICS[task.family]
-    # Judged tasks leave out what the judge could not grade, so no metric is on every question there.
-    required = tasks.required(task)
+    rule = task.grader == tasks.RULE
     names = tasks.reported(task)
-    conditional = [
-        m
-        for m in family_metrics
-        if m.given and task.grader == tasks.RULE and (names is None or m.name in names)
-    ]
+    conditional = [m for m in family_metrics if m.given and rule and (names is None or m.name in names)]
+    all_or_none = [m for m in family_metrics if rule and tasks.optional(task.family, m) and not m.conditional]
+    return tasks.required(task), conditional, all_or_none
+
+
+def _columns_valid(task: TaskId, matrix: np.ndarray) -> bool:
+    """Every check ``_exact_samples`` makes per question and per file, on whole columns."""
+    metrics = tasks.METRICS[task.family]
+    row = {m.name: i for i, m in enumerate(metrics)}
+    required, conditional, all_or_none = _rules(task)
+    missing = np.isnan(matrix)
+    for m in metrics:
+        values, absent = matrix[row[m.name]], missing[row[m.name]]
+        if m.name in required and absent.any():
+            return False
+        if not m.is_delta and not np.all(absent | (values == 0.0) | (values == 1.0)):
+            return False
+        if m.is_delta:
+            expect = np.zeros_like(values)
+            for term, weight in m.terms:  # the exact reader's sum, in the same order (same floats)
+                expect = expect + weight * matrix[row[term]]
+            if np.any(np.abs(values - expect) > 1e-9):  # NaN compares False there too
+                return False
+    for m in conditional:
+        if np.any(~missing[row[m.name]] != (matrix[row[m.given]] == 1)):
+            return False
+    return not any(0 < missing[row[m.name]].sum() < matrix.shape[1] for m in all_or_none)
+
+
+def _exact_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarray]:
+    """``read_samples`` through ``json``, line by line: the reference the fast path must agree with."""
+    family_metrics = tasks.METRICS[task.family]
+    required, conditional, all_or_none = _rules(task)
     ids: list[str] = []
     first_line: dict[str, int] = {}
     rows: list[list[float]] = []
@@ -217,20 +374,18 @@ def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, n
             rows.append(row)
     except DataError as err:  # unreadable bytes or JSON: the message already names file and line
         raise _Skip(err.where or path, err.detail) from err
-    for m in family_metrics:
-        if tasks.optional(task.family, m) and not m.conditional and task.grader == tasks.RULE:  # all or none
-            have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
-            if have and len(have) != len(rows):
-                missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
-                raise _Skip(
-                    f"{path}:{first_line[ids[missing]]}",
-                    f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
-                )
+    for m in all_or_none:
+        have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
+        if have and len(have) != len(rows):
+            missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
+            raise _Skip(
+                f"{path}:{first_line[ids[missing]]}",
+                f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
+            )
     if not ids:
         seen = f" (it has filters {sorted(other_filters)})" if other_filters else ""
         raise _Skip(path, f"no samples with filter {task.filter_key!r}{seen}; expected one line per question")
-    matrix = np.asarray(rows, dtype=float)
-    return tuple(ids), {name: matrix[:, i].copy() for i, name in enumerate(names)}
+    return tuple(ids), np.ascontiguousarray(np.asarray(rows, dtype=float).reshape(len(rows), len(names)).T)
 
 
 def _iso_date(value: Any) -> str | None:
@@ -337,8 +492,13 @@ def _tasks_of(section: dict[str, Any]) -> list[tuple[str, TaskId | None]]:
     return out
 
 
-def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Problem]]:
-    """Every sycophancy task of one results file that passes validation, and what was skipped."""
+def read_results_file(
+    path: Path, root: Path, cache: build_cache.BuildCache | None = None
+) -> tuple[list[TaskRun], list[Problem]]:
+    """Every sycophancy task of one results file that passes validation, and what was skipped.
+
+    With a ``cache``, each run's values are stored in it and the run carries their digest.
+    """
     problems: list[Problem] = []
     try:
         results = load_json(path, "lm-eval's results JSON")
@@ -373,7 +533,10 @@ def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Probl
                     f"{name}: no {samples_path.name} beside it; the leaderboard needs per-question "
                     "samples (run lm_eval with --log_samples)",
                 )
-            ids, values = read_samples(samples_path, task)
+            ids, matrix = _samples_matrix(samples_path, task)
+            ids_key = digest = None
+            if cache is not None:
+                ids_key, digest, ids = cache.put_run(ids, matrix)
             run = TaskRun(
                 model=model,
                 task=task,
@@ -382,8 +545,10 @@ def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Probl
                     results, task, metadata, _display_path(path, root), _display_path(samples_path, root)
                 ),
                 reported={},
-                ids=ids,
-                values=values,
+                n=len(ids),
+                digest=digest,
+                ids_digest=ids_key,
+                _arrays=(ids, _columns(task, matrix)),
             )
             run.provenance["n_questions"] = run.n
             expected_n = (
@@ -400,6 +565,156 @@ def read_results_file(path: Path, root: Path) -> tuple[list[TaskRun], list[Probl
         except _Skip as skip:
             problems.append(Problem(skip.problem.where, f"{skip.problem.message}; skipped"))
     return runs, problems
+
+
+# ----------------------------------------------------------------------------------- the cache
+#: what an ingested run is a function of besides its files: this reader and the definitions it checks.
+_CODE = build_cache.code_digest(
+    Path(__file__),
+    Path(tasks.__file__),
+    Path(registry.__file__),
+    Path(build_cache.__file__),
+    Path(file_layer.__file__),
+)
+
+
+def _entry_key(path: Path, root: Path) -> str:
+    """Shown paths and messages depend on how the file was named and what it is shown relative to."""
+    return build_cache.value_digest([str(path), str(root), str(root.resolve())])
+
+
+def _signatures(path: Path) -> dict[str, list[int] | None]:
+    """The results file and every samples file of its ``date_id`` beside it, by name."""
+    stamp = date_id_of(path, RESULTS_PREFIX)
+    names = [path.name]
+    try:
+        with os.scandir(path.parent) as listing:
+            suffix = f"_{stamp}.jsonl"
+            names += sorted(
+                e.name for e in listing if e.name.startswith(SAMPLES_PREFIX) and e.name.endswith(suffix)
+            )
+    except OSError:
+        pass
+    return {name: build_cache.signature(path.parent / name) for name in names}
+
+
+def _run_record(run: TaskRun) -> dict[str, Any]:
+    t = run.task
+    return {
+        "model": run.model,
+        "task": [t.family, t.protocol, t.grader, t.subset, t.name],
+        "timestamp": run.timestamp,
+        "provenance": run.provenance,
+        "reported": run.reported,
+        "n": run.n,
+        "ids": run.ids_digest,
+        "values": run.digest,
+    }
+
+
+def _run_from_record(record: dict[str, Any], cache: build_cache.BuildCache | None) -> TaskRun:
+    task = TaskId(*record["task"])
+    rows = len(tasks.METRICS[task.family])
+
+    def load() -> Arrays:
+        assert cache is not None
+        ids, matrix = cache.get_run(record["ids"], record["values"], rows)
+        return ids, _columns(task, matrix)
+
+    return TaskRun(
+        model=record["model"],
+        task=task,
+        timestamp=record["timestamp"],
+        provenance=record["provenance"],
+        reported=record["reported"],
+        n=record["n"],
+        digest=record["values"],
+        ids_digest=record["ids"],
+        _load=load,
+    )
+
+
+def _cached(
+    path: Path, root: Path, cache: build_cache.BuildCache, old: dict[str, Any]
+) -> tuple[dict[str, Any], list[TaskRun], list[Problem]] | None:
+    """The stored entry of a results file, while every signature matches and is settled and its
+    stored values are all there; None when the file must be read."""
+    entry = old.get(_entry_key(path, root))
+    if not (isinstance(entry, dict) and entry.get("code") == _CODE):
+        return None
+    sigs = _signatures(path)
+    if entry.get("signatures") != sigs or not all(
+        build_cache.settled(s, entry["written"]) for s in sigs.values()
+    ):
+        return None
+    rows = {family: len(metrics) for family, metrics in tasks.METRICS.items()}
+    if not all(cache.has_run(r["ids"], r["values"], 8 * r["n"] * rows[r["task"][0]]) for r in entry["runs"]):
+        return None
+    runs = [_run_from_record(r, cache) for r in entry["runs"]]
+    return entry, runs, [Problem(*p) for p in entry["problems"]]
+
+
+Fresh = tuple[list[TaskRun], list[Problem], dict[str, Any] | None]
+
+
+def _read_fresh(path: Path, root: Path, cache: build_cache.BuildCache | None) -> Fresh:
+    """``read_results_file``, and its cache entry (None without a cache, or when a file changed
+    while it was read: such a read is used once, never stored)."""
+    sigs = _signatures(path) if cache is not None else {}
+    written = build_cache.now_ns()
+    runs, problems = read_results_file(path, root, cache)
+    entry = None
+    if cache is not None and _signatures(path) == sigs:
+        entry = {
+            "code": _CODE,
+            "signatures": sigs,
+            "written": written,
+            "runs": [_run_record(r) for r in runs],
+            "problems": [[p.where, p.message] for p in problems],
+        }
+    return runs, problems, entry
+
+
+#: fewer results files to read than this are read in this process (a pool costs more than it saves).
+PARALLEL_MIN = 16
+
+
+def _read_in_worker(job: tuple[Path, Path, Path | None]) -> tuple[list[Any], list[Problem], Any]:
+    """``_read_fresh`` in a pool worker; values travel as bytes, the ids as one string per run."""
+    path, root, cache_root = job
+    runs, problems, entry = _read_fresh(
+        path, root, None if cache_root is None else build_cache.BuildCache(cache_root)
+    )
+    payload = [(_run_record(r), "\n".join(r.ids), np.stack(list(r.values.values())).tobytes()) for r in runs]
+    return payload, problems, entry
+
+
+def _read_all(jobs: Sequence[tuple[Path, Path]], cache: build_cache.BuildCache | None) -> list[Fresh]:
+    """``_read_fresh`` of every job, in order; on every core when there are enough of them.
+
+    Runs over the same questions share one ids tuple, whichever process read them.
+    """
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_MIN or workers < 2:
+        return [_read_fresh(path, root, cache) for path, root in jobs]
+    shared: dict[str, tuple[str, ...]] = {}
+    out: list[Fresh] = []
+    context = multiprocessing.get_context("fork")  # workers inherit the imported modules
+    cache_root = None if cache is None else cache.root
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for payload, problems, entry in pool.map(_read_in_worker, [(p, r, cache_root) for p, r in jobs]):
+            runs = []
+            for record, ids_text, raw in payload:
+                ids = shared.get(ids_text)
+                if ids is None:
+                    ids = shared[ids_text] = tuple(map(sys.intern, ids_text.split("\n")))
+                task = TaskId(*record["task"])
+                matrix = np.frombuffer(raw, dtype=float).reshape(len(tasks.METRICS[task.family]), len(ids))
+                run = _run_from_record(record, cache)
+                run._arrays = (ids, _columns(task, matrix))
+                runs.append(run)
+            out.append((runs, problems, entry))
+    return out
 
 
 def _orphan_samples(results_files: Sequence[Path]) -> list[Problem]:
@@ -420,15 +735,35 @@ def ingest(
     keep: str = "newest",
     allow_sample: bool = False,
     strict: bool = False,
+    cache: build_cache.BuildCache | None = None,
 ) -> Ingested:
-    """Read every results folder; newest run per (model, task) wins unless ``keep == "all"``."""
+    """Read every results folder; newest run per (model, task) wins unless ``keep == "all"``.
+
+    With a ``cache``, results files whose files are unchanged since an earlier build are not read.
+    """
     if keep not in ("newest", "all"):
         raise ValueError(f"keep={keep!r}; expected 'newest' or 'all'")
     files = find_results_files(paths)
     out = Ingested(runs=[], results_files=len(files))
     candidates: list[TaskRun] = []
+    old = cache.load(INGEST_INDEX) if cache is not None else {}
+    new: dict[str, Any] = {}
+    read: list[tuple[list[TaskRun], list[Problem]] | None] = []
     for path, root in files:
-        runs, problems = read_results_file(path, root)
+        found = _cached(path, root, cache, old) if cache is not None else None
+        if found is not None:
+            new[_entry_key(path, root)] = found[0]
+        read.append(found and found[1:])
+    missing = [i for i, found in enumerate(read) if found is None]
+    for i, (runs, problems, entry) in zip(
+        missing, _read_all([files[i] for i in missing], cache), strict=True
+    ):
+        read[i] = (runs, problems)
+        if entry is not None:
+            new[_entry_key(*files[i])] = entry
+    for found in read:
+        assert found is not None
+        runs, problems = found
         out.problems += problems
         for run in runs:
             if run.provenance.get("data_source") == SAMPLE_DATA_SOURCE and not allow_sample:
@@ -436,6 +771,10 @@ def ingest(
                 continue
             candidates.append(run)
     out.problems += _orphan_samples([p for p, _ in files])
+    if cache is not None and (new != old or not cache.root.joinpath(INGEST_INDEX).is_file()):
+        cache.save(INGEST_INDEX, new)
+        for kind, field_name in (("ids", "ids"), ("values", "values")):
+            cache.prune(kind, {r[field_name] for e in new.values() for r in e["runs"]})
     if out.refused_sample:
         shown = sorted(set(out.refused_sample))
         out.problems.append(

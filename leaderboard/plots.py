@@ -1,33 +1,36 @@
-"""The paper-style comparison plots (grouped bars with error bars), rendered to SVG with matplotlib.
+"""The paper-style comparison plots (grouped bars with error bars), written as SVG documents.
 
 One group of bars per base model, one bar per variant (e.g. instruct / aligned / aligned-SAA), as in
 the paper's Figures 2-5: one figure per answer-suggestion template (the change in accuracy against
 the no-suggestion baseline) and one for Are You Sure (the flip rate). Error bars are the intervals of
 ``summary`` (bootstrap for deltas, Wilson for rates).
 
-Model names reach the SVG only as glyph outlines and XML-escaped comments; maths parsing is off, so a
-name with ``$`` is drawn as typed instead of failing the build.
+The SVG is written directly rather than drawn with matplotlib: a figure with every model of a large
+leaderboard took matplotlib 2-4 s (500 bars, 167 rotated labels; ``docs/benchmarks.md``), and every
+overview figure changes whenever a model is added, so it alone would have spent a rebuild's budget.
+Bars, whiskers, axes and text are a few hundred elements; the output is deterministic. Input strings
+reach it only as XML-escaped text of ``<text>`` and ``<title>`` elements, and the site shows it as
+``<img>``, where SVG cannot run anything.
 """
 
 from __future__ import annotations
 
-import io
+import math
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
-import matplotlib
+from lm_eval_tasks.sycophancy import prompts
 
-matplotlib.use("Agg")  # no display on build machines; set before any backend is chosen
-from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from lm_eval_tasks.sycophancy import prompts  # noqa: E402
-
-from . import tasks  # noqa: E402
+from . import tasks
 
 #: Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-_RC = {"svg.hashsalt": "syco-leaderboard", "text.parse_math": False, "svg.fonttype": "path", "font.size": 9}
+_FONT = 9.0  # pt
+_CHAR = 0.56 * _FONT  # average advance of a sans-serif character, for layout
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -46,66 +49,143 @@ def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+def _text(value: str) -> str:
+    """Text for XML: escaped, and without the characters XML 1.0 cannot carry."""
+    return escape(_NOT_XML.sub("\ufffd", value), {'"': "&quot;"})
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _el(tag: str, text: str | None = None, inner: str = "", **attrs: float | str) -> str:
+    """One SVG element; numbers are rounded to 0.01, strings escaped (``_`` in a name becomes ``-``)."""
+    spelled = " ".join(
+        f'{k.replace("_", "-")}="{_num(v) if isinstance(v, (int, float)) else _text(v)}"'
+        for k, v in attrs.items()
+    )
+    body = (_text(text) if text is not None else "") + inner
+    return f"<{tag} {spelled}>{body}</{tag}>" if body else f"<{tag} {spelled}/>"
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    """About five round tick values covering [lo, hi]."""
+    raw = (hi - lo) / 5 or 1.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.floor(lo / step) * step
+    return [first + i * step for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
+
+
 def render_svg(panels: Sequence[Panel], suptitle: str = "") -> str:
-    """A figure of side-by-side panels as an SVG document (deterministic: no date, fixed ids)."""
+    """A figure of side-by-side panels as one SVG document (deterministic: no date, no random ids)."""
     n_groups = max((len(p.groups) for p in panels), default=1)
     n_series = max((len(p.series) for p in panels), default=1)
-    width_per = min(max(3.2, 0.35 * n_groups * max(n_series, 1) + 1.2), 40.0)
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(width_per * len(panels), 3.6 if n_groups < 8 else 4.6), layout="constrained")
-        FigureCanvasSVG(fig)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, panel in zip(axes, panels, strict=True):
-            _draw(ax, panel)
-        if suptitle:
-            fig.suptitle(suptitle)
-        handles, labels = axes[0].get_legend_handles_labels()
-        if len(labels) > 1:
-            fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "syco-leaderboard"})
-    return buf.getvalue()
+    width = min(max(3.2, 0.35 * n_groups * max(n_series, 1) + 1.2), 40.0) * 72  # pt, as the old figures
+    height = (3.6 if n_groups < 8 else 4.6) * 72
+    rotate = n_groups > 3 or any(len(g) > 12 for p in panels for g in p.groups)
+    longest = max((len(_short(g)) for p in panels for g in p.groups), default=4)
+    series = list(dict.fromkeys(s for p in panels for s in p.series))
+    legend = 18.0 if len(series) > 1 else 0.0
+    titles = [_wrap(p.title, (width - 60) / _CHAR) for p in panels]
+    title_lines = max((len(t) for t in titles), default=1)
+    top = 8 + title_lines * (_FONT + 3) + (16 if suptitle else 0)
+    ticks_depth = longest * _CHAR * (math.sin(math.radians(35)) if rotate else 0) + _FONT + 10
+    plot_h = max(height - top - ticks_depth - legend - 6, 40.0)
+    total = width * len(panels)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(total)}pt" height="{_num(height)}pt" '
+        f'viewBox="0 0 {_num(total)} {_num(height)}" font-family="DejaVu Sans, Arial, sans-serif" '
+        f'font-size="{_num(_FONT)}">',
+        _el("rect", width=total, height=height, fill="#ffffff"),
+    ]
+    if suptitle:
+        out.append(_el("text", suptitle, x=total / 2, y=14, text_anchor="middle"))
+    for i, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+        out += _panel_svg(panel, title, (i * width + 52, top, width - 60, plot_h), series, rotate)
+    if legend:
+        labels = [_short(s) for s in series]
+        x = total / 2 - sum(26 + len(label) * _CHAR for label in labels) / 2
+        for j, label in enumerate(labels):
+            out.append(_el("rect", x=x, y=height - legend + 4, width=10, height=10, fill=PALETTE[j % 8]))
+            out.append(_el("text", label, x=x + 13, y=height - legend + 13))
+            x += 26 + len(label) * _CHAR
+    out.append("</svg>\n")
+    return "\n".join(out)
 
 
-def _draw(ax, panel: Panel) -> None:
-    n_series = max(len(panel.series), 1)
-    width = 0.8 / n_series
-    for j, series in enumerate(panel.series):
-        xs, heights, err_lo, err_hi = [], [], [], []
-        for i, group in enumerate(panel.groups):
-            cell = panel.values.get((group, series))
+def _wrap(title: str, chars: float) -> list[str]:
+    """A title's lines, each wrapped at spaces to about ``chars`` characters."""
+    return [part for line in title.split("\n") for part in textwrap.wrap(line, max(int(chars), 12)) or [""]]
+
+
+def _panel_svg(
+    panel: Panel,
+    title: list[str],
+    box: tuple[float, float, float, float],
+    series: Sequence[str],
+    rotate: bool,
+) -> list[str]:
+    left, top, w, h = box
+    ends = [0.0] + [v for cell in panel.values.values() for v in cell[:3] if v is not None]
+    pad = (max(ends) - min(ends)) * 0.05 or 1.0
+    # zero is always on the axis; pad only the sides that have bars
+    low = min(ends) - pad if min(ends) < 0 else 0.0
+    ticks = _ticks(low, max(max(ends) + pad if max(ends) > 0 else 0.0, low + 1.0))
+
+    def y(v: float) -> float:
+        return top + h - (v - ticks[0]) / (ticks[-1] - ticks[0]) * h
+
+    out = []
+    for t in ticks:
+        out.append(_el("line", x1=left, x2=left + w, y1=y(t), y2=y(t), stroke="#dddddd", stroke_width=0.6))
+        label = _num(t).replace("-", "\u2212")
+        out.append(_el("text", label, x=left - 4, y=y(t) + 3, text_anchor="end"))
+    out.append(_el("line", x1=left, x2=left + w, y1=y(0), y2=y(0), stroke="#555555", stroke_width=0.8))
+    out.append(_el("line", x1=left, x2=left, y1=top, y2=top + h, stroke="#000000", stroke_width=0.8))
+    slot = w / max(len(panel.groups), 1)
+    bar = slot * 0.8 / max(len(panel.series), 1)
+    cap = bar * 0.3 if len(panel.groups) < 20 else 0.0
+    for i, group in enumerate(panel.groups):
+        centre = left + slot * (i + 0.5)
+        for j, name in enumerate(panel.series):
+            cell = panel.values.get((group, name))
             if cell is None:
                 continue
-            value, lo, hi, _ = cell
-            xs.append(i - 0.4 + width * (j + 0.5))
-            heights.append(value)
-            err_lo.append(value - lo if lo is not None else 0.0)
-            err_hi.append(hi - value if hi is not None else 0.0)
-        if not xs:
-            continue
-        ax.bar(
-            xs,
-            heights,
-            width=width * 0.92,
-            color=PALETTE[j % len(PALETTE)],
-            label=_short(series),
-            yerr=[err_lo, err_hi],
-            capsize=3 if len(panel.groups) < 20 else 0,
-            error_kw={"elinewidth": 1, "ecolor": "#333333"},
+            value, lo, hi, n = cell
+            x = centre - slot * 0.4 + bar * (j + 0.04)
+            upper, lower = sorted((y(value), y(0)))
+            tip = _el("title", f"{group} / {name}: {value:.1f} (n={n})")
+            colour = PALETTE[series.index(name) % len(PALETTE)]
+            out.append(
+                _el("rect", inner=tip, x=x, y=upper, width=bar * 0.92, height=lower - upper, fill=colour)
+            )
+            if lo is not None and hi is not None:
+                mid = x + bar * 0.46
+                d = f"M{_num(mid)} {_num(y(lo))}V{_num(y(hi))}"
+                if cap:
+                    d += "".join(f"M{_num(mid - cap)} {_num(y(v))}h{_num(2 * cap)}" for v in (lo, hi))
+                out.append(_el("path", d=d, stroke="#333333", stroke_width=1, fill="none"))
+        base = top + h + _FONT + 4
+        if rotate:
+            spin = f"rotate(-35 {_num(centre)} {_num(base)})"
+            out.append(_el("text", _short(group), x=centre, y=base, text_anchor="end", transform=spin))
+        else:
+            out.append(_el("text", _short(group), x=centre, y=base, text_anchor="middle"))
+    lines = title
+    for k, line in enumerate(lines):
+        out.append(
+            _el(
+                "text",
+                line,
+                x=left + w / 2,
+                y=top - 6 - (len(lines) - 1 - k) * (_FONT + 3),
+                text_anchor="middle",
+            )
         )
-    ax.axhline(0, color="#555555", linewidth=0.8)
-    ax.set_xticks(range(len(panel.groups)), [_short(g) for g in panel.groups])
-    if len(panel.groups) > 3 or any(len(g) > 12 for g in panel.groups):
-        ax.tick_params(axis="x", labelrotation=35)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
-    ax.set_xlim(-0.6, len(panel.groups) - 0.4)
-    ax.set_ylabel(panel.ylabel)
-    ax.set_title(panel.title, fontsize=9, wrap=True)
-    ax.grid(axis="y", color="#dddddd", linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
+    spin = f"rotate(-90 {_num(left - 40)} {_num(top + h / 2)})"
+    out.append(_el("text", panel.ylabel, x=left - 40, y=top + h / 2, text_anchor="middle", transform=spin))
+    return out
 
 
 # ------------------------------------------------------------------------------ figures of a site

@@ -9,6 +9,10 @@ Safety rules, each enforced here:
 * the site is built in a temporary folder beside ``--out`` and swapped in (``files.replacing_dir``): a
   failed build leaves the previous site untouched, a killed one is repaired by the next run, and a
   folder that is not a site built by us is never replaced.
+
+With a build cache, a page or plot whose inputs are unchanged is not rendered again: each template is
+given exactly the part of the summary it shows, and the sha256 of that (with the rendering code)
+finds the earlier output. Only the leaderboard page shows the build time, so the others can be reused.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,11 +33,17 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from lm_eval_tasks.sycophancy import files
 
+from . import cache as build_cache
 from . import plots, tasks
 
 MARKER = ".syco-leaderboard"
 MANIFEST = "manifest.json"
 HERE = Path(__file__).resolve().parent
+_CODE = build_cache.code_digest(
+    Path(__file__), Path(plots.__file__), Path(tasks.__file__), HERE / "templates", HERE / "static"
+)
+#: what every page's frame (banner, footer) reads from the summary.
+_FRAME = ("sample_data", "statistics")
 _SAFE_REL = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
@@ -87,8 +97,27 @@ def _short_sha(value: Any) -> str:
     return str(value)[:12] if value else "\u2013"
 
 
+class _Environment(Environment):
+    """Jinja's attribute lookup, with the common case first.
+
+    ``row.base`` on a dict tries ``getattr`` and catches its AttributeError before the key: a third
+    of the rendering time of a large leaderboard. For names a dict has no attribute of, the key is
+    the only possible result, so it is looked up directly; every other name goes the usual way.
+    """
+
+    _DICT_ATTRIBUTES = frozenset(dir(dict))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in self._DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment() -> Environment:
-    env = Environment(
+    env = _Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every template, whatever its name: all output is HTML
         undefined=StrictUndefined,
@@ -117,17 +146,28 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def _csv(header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_csv_cell(v) for v in row])
+    if header is not None:
+        writer.writerow(header)
+    cell = (str, list, dict)
+    writer.writerows([_csv_cell(v) if isinstance(v, cell) else v for v in row] for row in rows)
     return buf.getvalue()
 
 
-def data_files(summary: dict[str, Any]) -> dict[str, str]:
-    """``data/*.json|csv``: the same numbers as the pages, for people and scripts."""
+def _whole(inputs: Any, make: Callable[[], str]) -> str:
+    return make()
+
+
+def data_files(
+    summary: dict[str, Any], part: Callable[[Any, Callable[[], str]], str] = _whole
+) -> dict[str, str]:
+    """``data/*.json|csv``: the same numbers as the pages, for people and scripts.
+
+    ``part(inputs, make)`` returns ``make()``, or what it returned before for the same inputs: the two
+    long CSV files are assembled from one part per model.
+    """
     est_keys = ("value", "lo", "hi", "n")
     main_header = ["model", "label", "base", "variant"]
     for col in summary["columns"]:
@@ -141,27 +181,47 @@ def data_files(summary: dict[str, Any]) -> dict[str, str]:
         main_rows.append(row)
 
     ds_header = ["model", "base", "variant", "track", "subset", "metric", "value", "lo", "hi", "n", "k"]
-    ds_rows = []
-    for m in summary["models"]:
+
+    def ds_rows(m: dict[str, Any]) -> list[list[Any]]:
+        rows = []
         for track, subsets in m["datasets"].items():
             scopes = list(subsets.items()) + [("pooled", m["pooled"][track])]
             for subset, metrics in scopes:
                 for metric, est in metrics.items():
-                    ds_rows.append(
+                    rows.append(
                         [m["model"], m["base"], m["variant"], track, subset, metric]
                         + [est.get(k) for k in ("value", "lo", "hi", "n", "k")]
                     )
+        return rows
+
+    ds_parts = [
+        part(
+            ["datasets.csv", [m[k] for k in ("model", "base", "variant", "datasets", "pooled")]],
+            lambda m=m: _csv(None, ds_rows(m)),
+        )
+        for m in summary["models"]
+    ]
 
     cmp_header = [
         "base", "model", "variant", "reference_model", "reference_variant", "track", "subset", "metric",
         "test", "n", "b", "c", "p_value", "difference", "difference_lo", "difference_hi",
     ]  # fmt: skip
-    cmp_rows = []
-    for c in summary["comparisons"]:
-        diff = c.get("difference") or {}
-        cmp_rows.append(
-            [c.get(k) for k in cmp_header[:13]] + [diff.get("value"), diff.get("lo"), diff.get("hi")]
-        )
+
+    def cmp_rows(group: list[dict[str, Any]]) -> list[list[Any]]:
+        rows = []
+        for c in group:
+            diff = c.get("difference") or {}
+            rows.append(
+                [c.get(k) for k in cmp_header[:13]] + [diff.get("value"), diff.get("lo"), diff.get("hi")]
+            )
+        return rows
+
+    groups: list[list[dict[str, Any]]] = []
+    for c in summary["comparisons"]:  # consecutive rows of one variant
+        if not groups or groups[-1][0]["model"] != c["model"]:
+            groups.append([])
+        groups[-1].append(c)
+    cmp_parts = [part(["comparisons.csv", g], lambda g=g: _csv(None, cmp_rows(g))) for g in groups]
 
     run_keys = [
         "model", "task", "task_version", "timestamp", "date", "lm_eval_version", "model_sha",
@@ -173,23 +233,71 @@ def data_files(summary: dict[str, Any]) -> dict[str, str]:
         [r.get(k) for k in run_keys] + ["superseded"] for m in summary["models"] for r in m["history"]
     ]
 
+    # One line: json's indenting encoder is pure Python, ten times slower on a large leaderboard.
     return {
-        "data/leaderboard.json": json.dumps(summary, indent=1, ensure_ascii=False, allow_nan=False) + "\n",
+        "data/leaderboard.json": json.dumps(summary, ensure_ascii=False, allow_nan=False) + "\n",
         "data/main.csv": _csv(main_header, main_rows),
-        "data/datasets.csv": _csv(ds_header, ds_rows),
-        "data/comparisons.csv": _csv(cmp_header, cmp_rows),
+        "data/datasets.csv": _csv(ds_header, []) + "".join(ds_parts),
+        "data/comparisons.csv": _csv(cmp_header, []) + "".join(cmp_parts),
         "data/runs.csv": _csv(run_keys + ["status"], run_rows),
     }
 
 
 # ------------------------------------------------------------------------------------- pages
-def render_site(summary: dict[str, Any], writer: SiteWriter, title: str) -> None:
-    """Every page, plot and data file of the site, through ``writer``."""
+class _Reuse:
+    """Rendered pages and plots by the digest of their inputs; renders only what is not there."""
+
+    def __init__(self, cache: build_cache.BuildCache | None) -> None:
+        self.cache = cache
+        self.used: set[str] = set()
+        self.rendered = 0
+
+    def get(self, inputs: Any, render: Callable[[], str]) -> str:
+        if self.cache is None:
+            self.rendered += 1
+            return render()
+        key = build_cache.value_digest([_CODE, inputs])
+        self.used.add(key)
+        found = self.cache.get_blob("render", key)
+        if found is not None:
+            return found.decode("utf-8")
+        self.rendered += 1
+        text = render()
+        self.cache.put_blob("render", key, text.encode("utf-8"))
+        return text
+
+    def finish(self) -> None:
+        if self.cache is not None:
+            self.cache.prune("render", self.used)
+
+
+def _panels_inputs(panels: Sequence[plots.Panel]) -> list[Any]:
+    return [
+        [p.title, p.ylabel, list(p.groups), list(p.series), [[list(k), list(v)] for k, v in p.values.items()]]
+        for p in panels
+    ]
+
+
+def _dataset_rows(summary: dict[str, Any], ds: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model rows a dataset page shows, with only that dataset's numbers."""
+    rows = []
+    for m in summary["models"]:
+        mine = {t: {ds["subset"]: by[ds["subset"]]} for t, by in m["datasets"].items() if ds["subset"] in by}
+        if mine:
+            rows.append({k: m[k] for k in ("model", "slug", "label", "base", "variant")} | {"datasets": mine})
+    return rows
+
+
+def render_site(
+    summary: dict[str, Any], writer: SiteWriter, title: str, cache: build_cache.BuildCache | None = None
+) -> int:
+    """Every page, plot and data file of the site, through ``writer``; returns how many pages and plots
+    were rendered (the rest came from ``cache``)."""
     env = _environment()
+    reuse = _Reuse(cache)
     css = (HERE / "static" / "leaderboard.css").read_text(encoding="utf-8")
     js = (HERE / "static" / "leaderboard.js").read_text(encoding="utf-8")
     common = {
-        "summary": summary,
         "title": title,
         "css": css,
         "js": js,
@@ -198,38 +306,70 @@ def render_site(summary: dict[str, Any], writer: SiteWriter, title: str) -> None
             f"style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; base-uri 'none'; form-action 'none'"
         ),
     }
+    rows: dict[int, tuple[dict[str, Any], str]] = {}
+    row_macro = env.get_template("macros.html").module.comparison_row  # type: ignore[attr-defined]
+
+    def comparison_row(c: dict[str, Any]) -> str:
+        """A comparison's row, rendered once: it is on the variant's page and on the reference's."""
+        if id(c) not in rows:
+            rows[id(c)] = (c, row_macro(c))  # c is kept, so its id is not reused during the build
+        return rows[id(c)][1]
+
+    env.globals["comparison_row"] = comparison_row
+    frame = {k: summary[k] for k in _FRAME}
+    shown = frame | {"tracks": summary["tracks"], "metrics": summary["metrics"]}
+
+    def page(template: str, **context: Any) -> str:
+        return reuse.get(
+            [template, title, context],
+            lambda: env.get_template(template).render(common, built=None, **context),
+        )
+
+    def plot(panels: Sequence[plots.Panel]) -> str:
+        return reuse.get(["svg", _panels_inputs(panels)], lambda: plots.render_svg(panels))
 
     figures = []
     for name, track, panels in plots.figure_specs(summary):
         rel = f"plots/{name}.svg"
-        writer.write(rel, plots.render_svg(panels))
+        writer.write(rel, plot(panels))
         figures.append({"src": rel, "title": f"{tasks.track_label(track)}: {panels[0].title}"})
 
-    writer.write("index.html", env.get_template("index.html").render(common, root="", figures=figures))
+    built = {"generated": summary["generated"], "results_files": summary["results_files"]}
+    index = env.get_template("index.html").render(
+        common, summary=summary, built=built, root="", figures=figures
+    )
+    writer.write("index.html", index)
 
     for ds in summary["datasets"]:
         specs = plots.figure_specs(summary, subset=ds["subset"], family=ds["family"])
         ds_figures = []
         for name, track, panels in specs:
             rel = f"plots/{ds['slug']}.{name}.svg"
-            writer.write(rel, plots.render_svg(panels))
+            writer.write(rel, plot(panels))
             ds_figures.append({"src": "../" + rel, "title": tasks.track_label(track)})
-        page = env.get_template("dataset.html").render(common, root="../", dataset=ds, figures=ds_figures)
-        writer.write(f"datasets/{ds['slug']}.html", page)
+        ds_summary = shown | {"models": _dataset_rows(summary, ds)}
+        html = page("dataset.html", summary=ds_summary, root="../", dataset=ds, figures=ds_figures)
+        writer.write(f"datasets/{ds['slug']}.html", html)
 
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for c in summary["comparisons"]:
+        for who in dict.fromkeys((c["model"], c["reference_model"])):
+            by_model.setdefault(who, []).append(c)
     for model in summary["models"]:
-        mine = [c for c in summary["comparisons"] if model["model"] in (c["model"], c["reference_model"])]
-        page = env.get_template("model.html").render(common, root="../", model=model, comparisons=mine)
-        writer.write(f"models/{model['slug']}.html", page)
+        mine = by_model.get(model["model"], [])
+        html = page("model.html", summary=shown, root="../", model=model, comparisons=mine)
+        writer.write(f"models/{model['slug']}.html", html)
 
     # The page lists each comparison once (pooled, or the only sub-dataset); per sub-dataset rows are on
     # the model pages and in data/comparisons.csv, which keeps this page small for large leaderboards.
     single = {t["id"] for t in summary["tracks"] if len(t["subsets"]) == 1}
     headline = [c for c in summary["comparisons"] if c["subset"] == "pooled" or c["track"] in single]
-    page = env.get_template("comparisons.html").render(common, root="", rows=headline)
-    writer.write("comparisons.html", page)
-    for rel, text in data_files(summary).items():
+    html = page("comparisons.html", summary=frame | {"metrics": summary["metrics"]}, root="", rows=headline)
+    writer.write("comparisons.html", html)
+    for rel, text in data_files(summary, reuse.get).items():
         writer.write(rel, text)
+    reuse.finish()
+    return reuse.rendered
 
 
 def _manifest(writer: SiteWriter) -> str:
@@ -266,13 +406,19 @@ def check_destination(
             )
 
 
-def write_site(summary: dict[str, Any], out: Path, title: str, inputs: Sequence[Path] = ()) -> list[str]:
+def write_site(
+    summary: dict[str, Any],
+    out: Path,
+    title: str,
+    inputs: Sequence[Path] = (),
+    cache: build_cache.BuildCache | None = None,
+) -> list[str]:
     """Build the whole site in a temporary folder beside ``out``, then swap it in; returns the files."""
     out = Path(out)
     check_destination(out, inputs)
     with writing_dir(out) as tmp:
         writer = SiteWriter(tmp)
-        render_site(summary, writer, title)
+        render_site(summary, writer, title, cache)
         writer.write(MANIFEST, _manifest(writer))
         writer.write(MARKER, "built by syco-leaderboard; safe to replace with a new build\n")
     return writer.written

@@ -1,11 +1,13 @@
-"""The leaderboard's statistics, all from per-question values and all through scipy.
+"""The leaderboard's statistics, all from per-question values, in closed form where one exists.
 
-* rates (0/1 per question): the mean with a Wilson score interval (``binomtest(...).proportion_ci``);
+* rates (0/1 per question): the mean with a Wilson score interval, the closed form scipy's
+  ``binomtest(k, n).proportion_ci(method="wilson")`` evaluates (equal to 1e-12, tested);
 * deltas (a weighted sum of rates on the same questions, e.g. ``acc_x - acc_baseline``): a percentile
   bootstrap that resamples questions, so every term of one resample comes from the same questions
-  (``scipy.stats.bootstrap(..., paired=True)``);
+  (the estimator of ``scipy.stats.bootstrap(..., paired=True, method="percentile")``, see below);
 * variants of one base model: the exact McNemar test on the questions both answered (a two-sided
-  binomial test on the discordant pairs) and a paired bootstrap interval for the difference.
+  binomial test on the discordant pairs, its binomial tail in closed form) and a paired bootstrap
+  interval for the difference.
 
 Pooling across sub-datasets means concatenating their questions: a pooled rate is total successes over
 total denominator (the flip rate's denominator is every question answered correctly first, summed over
@@ -15,18 +17,21 @@ sub-datasets), not a mean of per-subset rates.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy.special import bdtr, ndtri
 
 CONFIDENCE = 0.95
 #: 2,000 resamples put the Monte Carlo error of an interval end near 0.08 pp at n = 1,000 (README).
 DEFAULT_RESAMPLES = 2_000
 DEFAULT_SEED = 0
-#: resamples evaluated at once: bounds the bootstrap's memory to about batch x questions floats.
-_BATCH = 1_000
+#: bumped whenever an estimate would change for the same inputs (the build cache keys on it).
+VERSION = 2
+#: a resampled statistic on an integer lattice of at most this many points goes through the FFT.
+_LATTICE_POINTS = 1 << 22
+_LATTICE_SCALES = range(1, 25)
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Estimate:
     k: int | None = None  # successes, for rates
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n, "k": self.k}
 
 
 EMPTY = Estimate(None, None, None, 0)
@@ -48,18 +53,34 @@ EMPTY = Estimate(None, None, None, 0)
 
 def _binary_counts(values: np.ndarray, what: str) -> tuple[int, int]:
     """(successes, n) of a 0/1 vector, ignoring NaN (questions where a conditional metric is absent)."""
-    present = values[~np.isnan(values)]
-    if not np.all((present == 0) | (present == 1)):
+    ones = int(np.count_nonzero(values == 1))
+    n = values.size - int(np.count_nonzero(np.isnan(values)))
+    if ones + int(np.count_nonzero(values == 0)) != n:
+        present = values[~np.isnan(values)]
         raise ValueError(f"{what}: expected 0/1 values per question, got {sorted(set(present.tolist()))[:5]}")
-    return int(present.sum()), int(present.size)
+    return ones, n
+
+
+def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The two-sided Wilson score interval of ``k`` successes in ``n > 0`` trials.
+
+    Newcombe (1998)'s closed form, written as scipy's ``_binom_wilson_conf_int`` writes it (same
+    operations, so the same floats): calling ``binomtest`` would also compute an unused p-value.
+    """
+    p = k / n
+    z = float(ndtri(0.5 + 0.5 * confidence))
+    denom = 2 * (n + z**2)
+    center = (2 * n * p + z**2) / denom
+    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
+    return (0.0 if k == 0 else center - delta), (1.0 if k == n else center + delta)
 
 
 def wilson(k: int, n: int, confidence: float = CONFIDENCE) -> Estimate:
     """Proportion ``k / n`` with its Wilson score interval; empty when ``n == 0``."""
     if n == 0:
         return EMPTY
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return Estimate(k / n, float(ci.low), float(ci.high), n, k)
+    lo, hi = wilson_interval(k, n, confidence)
+    return Estimate(k / n, lo, hi, n, k)
 
 
 def rate(values: np.ndarray, what: str = "rate") -> Estimate:
@@ -86,16 +107,24 @@ def paired_bootstrap_many(
     seed: int = DEFAULT_SEED,
     confidence: float = CONFIDENCE,
 ) -> list[Estimate]:
-    """Several linear combinations ``sum_i w_i * mean(arrays[i])`` from one paired bootstrap.
+    """Several linear combinations ``sum_i w_i * mean(arrays[i])``, each with a paired percentile
+    bootstrap interval over the questions.
 
-    The arrays hold values for the same questions in the same order; one resample draws question
-    indices once and applies them to every array (the pairing). Percentile, not BCa: with 0/1 data the
-    bootstrap distribution is often degenerate (every question agrees), where BCa is undefined and the
-    percentile interval correctly collapses to the point.
+    The arrays hold values for the same questions in the same order. A bootstrap resample draws n
+    questions with replacement and takes the mean of each question's ``v = sum_i w_i * x_i``; what it
+    yields depends only on how many questions of each joint outcome it drew, a multinomial draw over
+    the distinct outcomes. With 0/1 values there are at most 2^k of them, and ``v`` sits on a small
+    lattice (multiples of 1/3 for ``answer_sycophancy``), so the resampled sum's exact distribution is
+    an n-fold convolution, computed by FFT in O(L log L) for L lattice points. Each of ``resamples``
+    resampled statistics is then drawn from that distribution (inverse CDF, ``default_rng(seed)``),
+    and the interval is the percentile interval with numpy's linear interpolation, as scipy computes
+    it. The resampled statistics have exactly the distribution of ``scipy.stats.bootstrap(...,
+    paired=True)``'s; the random stream differs, so intervals agree within Monte Carlo error, not bit
+    for bit (``tests/test_leaderboard_stats.py`` checks both). Values off a small lattice take a
+    multinomial draw per resample over the distinct outcomes instead (same distribution, slower).
 
-    When every value is 0 or 1 (the usual case) a question's outcomes under all arrays are packed into
-    one small integer, its joint outcome, and scipy resamples that single column: the same questions
-    are drawn as with ``paired=True`` over the separate arrays, at a fraction of the memory traffic.
+    Percentile, not BCa: with 0/1 data the bootstrap distribution is often degenerate (every question
+    agrees), where BCa is undefined and the percentile interval correctly collapses to the point.
     """
     cols = [np.asarray(a, dtype=float) for a in arrays]
     weights = np.asarray(weight_rows, dtype=float)
@@ -109,42 +138,120 @@ def paired_bootstrap_many(
     points = weights @ np.array([c.mean() for c in cols])
     if n == 1:
         return [Estimate(float(p), None, None, 1) for p in points]
+    outcomes, counts = joint_outcomes(cols)
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    out = []
+    for point, row in zip(points, weights, strict=True):
+        lo, hi = _percentile_interval(outcomes @ row, counts, n, resamples, alpha, rng)
+        # Floating-point noise can put a collapsed interval a hair off the point; keep lo <= point <= hi.
+        out.append(Estimate(float(point), min(lo, float(point)), max(hi, float(point)), n))
+    return out
 
-    binary = len(cols) <= 8 and all(np.all((c == 0) | (c == 1)) for c in cols)
-    if binary:
-        codes = np.zeros(n, dtype=np.uint8)
-        for bit, col in enumerate(cols):
-            codes |= col.astype(np.uint8) << bit
-        data: tuple[np.ndarray, ...] = (codes,)
 
-        def statistic(c: np.ndarray, axis: int = -1) -> np.ndarray:
-            means = np.stack([np.mean((c >> bit) & 1, axis=axis) for bit in range(len(cols))], axis=-1)
-            return np.moveaxis(means @ weights.T, -1, 0)
+def joint_outcomes(cols: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct per-question outcome rows (one column per array) and how many questions have each.
 
-    else:
-        data = tuple(cols)
+    0/1 arrays are packed into one integer code per question and counted with ``bincount``.
+    """
+    matrix = np.stack(cols, axis=1)
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("paired_bootstrap: expected finite values (leave undefined questions out)")
+    k = matrix.shape[1]
+    if k <= 16 and np.all((matrix == 0) | (matrix == 1)):
+        codes = matrix.astype(np.int64) @ (1 << np.arange(k, dtype=np.int64))
+        tally = np.bincount(codes, minlength=1 << k)
+        present = np.flatnonzero(tally)
+        rows = ((present[:, None] >> np.arange(k)) & 1).astype(float)
+        return rows, tally[present]
+    rows, counts = np.unique(matrix, axis=0, return_counts=True)
+    return rows, counts
 
-        def statistic(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
-            means = np.stack([np.mean(x, axis=axis) for x in xs], axis=-1)
-            return np.moveaxis(means @ weights.T, -1, 0)
 
-    result = stats.bootstrap(
-        data,
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=resamples,
-        batch=_BATCH,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    lows = np.atleast_1d(result.confidence_interval.low)
-    highs = np.atleast_1d(result.confidence_interval.high)
-    # Floating-point noise can put a collapsed interval a hair off the point; keep lo <= point <= hi.
+def _percentile_interval(
+    values: np.ndarray, counts: np.ndarray, n: int, resamples: int, alpha: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """The percentile interval of the mean of ``n`` draws from the outcomes ``values`` (with ``counts``)
+    over ``resamples`` resamples."""
+    lattice = _on_lattice(values, n)
+    if lattice is None:
+        theta = rng.multinomial(n, counts / n, size=resamples) @ values / n
+        lo, hi = linear_quantiles(theta, (alpha, 1 - alpha))
+        return lo, hi
+    steps, scale = lattice
+    low = int(steps.min())
+    span = int(steps.max()) - low
+    if span == 0:
+        return float(values[0]), float(values[0])
+    single = np.bincount(steps - low, weights=counts, minlength=span + 1) / n
+    first, pmf = _convolution_power(single, n)
+    cdf = np.cumsum(pmf)
+    # Resampled sums are F^-1(U) for uniform U; F^-1 is monotone, so the order statistics the
+    # percentiles need are F^-1 of the uniforms' order statistics: only those are looked up.
+    uniforms = rng.random(resamples)
+
+    def at(order: np.ndarray) -> np.ndarray:
+        sums = first + np.searchsorted(cdf, uniforms[order] * cdf[-1], side="right")
+        return (np.clip(sums, 0, span * n) + low * n) / (scale * n)
+
+    lo, hi = linear_quantiles(uniforms, (alpha, 1 - alpha), transform=at)
+    return lo, hi
+
+
+def _on_lattice(values: np.ndarray, n: int) -> tuple[np.ndarray, int] | None:
+    """``(integer steps, scale)`` with ``values == steps / scale``, when the resampled sum's support
+    (``n * span + 1`` points) is small enough for the FFT; None otherwise."""
+    for scale in _LATTICE_SCALES:
+        scaled = values * scale
+        steps = np.round(scaled)
+        if np.all(np.abs(scaled - steps) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
+            span = float(steps.max() - steps.min())
+            return (steps.astype(np.int64), scale) if n * span + 1 <= _LATTICE_POINTS else None
+    return None
+
+
+def _convolution_power(pmf: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+    """The distribution of a sum of ``n`` independent draws from ``pmf`` (on 0..span), by FFT:
+    ``(first, p)`` with ``p[i] = P(sum = first + i)``.
+
+    The window is the whole support, or, when that is longer, a window around the mean so wide that
+    the mass outside it is below 1e-15 (Hoeffding: P(|S - ES| >= t) <= 2 exp(-2 t^2 / (n span^2)));
+    the FFT's circular convolution folds that mass into the window, which changes no quantile.
+    """
+    span = len(pmf) - 1
+    support = span * n + 1
+    half = math.ceil(span * math.sqrt(n * math.log(2e15) / 2)) + 1
+    size = 1 << (min(support, 2 * half) - 1).bit_length()
+    spectrum = np.fft.rfft(pmf, size)
+    power = np.ones_like(spectrum)
+    k = n
+    while k:  # binary exponentiation: about 2 log2(n) complex products, more accurate than exp(n log z)
+        if k & 1:
+            power *= spectrum
+        k >>= 1
+        if k:
+            spectrum = spectrum * spectrum
+    folded = np.clip(np.fft.irfft(power, size), 0.0, None)
+    if size >= support:
+        return 0, folded[:support]
+    first = min(max(0, int(n * (np.arange(span + 1) @ pmf)) - size // 2), support - size)
+    return first, np.roll(folded, -(first % size))
+
+
+def linear_quantiles(
+    samples: np.ndarray, qs: Sequence[float], transform: Callable[[np.ndarray], np.ndarray] | None = None
+) -> list[float]:
+    """``np.quantile(transform(samples), qs)`` (numpy's default linear interpolation) by partial
+    sorting; ``transform`` must be non-decreasing and receives the indices of the order statistics."""
+    size = samples.size
+    positions = [(size - 1) * q for q in qs]
+    below = [min(int(math.floor(h)), size - 1) for h in positions]
+    kth = sorted({i for b in below for i in (b, min(b + 1, size - 1))})
+    order = np.argpartition(samples, kth)[kth]
+    picked = dict(zip(kth, (transform(order) if transform else samples[order]).tolist(), strict=True))
     return [
-        Estimate(float(p), min(float(lo), float(p)), max(float(hi), float(p)), n)
-        for p, lo, hi in zip(points, lows, highs, strict=True)
+        picked[b] + (h - b) * (picked[min(b + 1, size - 1)] - picked[b])
+        for h, b in zip(positions, below, strict=True)
     ]
 
 
@@ -163,7 +270,7 @@ class McNemar:
     p_value: float | None
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        return {"n": self.n, "b": self.b, "c": self.c, "p_value": self.p_value}
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
@@ -176,17 +283,29 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
     if x.shape != y.shape:
         raise ValueError(f"mcnemar_exact: shapes differ {x.shape} vs {y.shape}")
     keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
+    if not keep.all():
+        x, y = x[keep], y[keep]
     _binary_counts(x, "mcnemar a")
     _binary_counts(y, "mcnemar b")
-    only_a = int(np.sum((x == 1) & (y == 0)))
-    only_b = int(np.sum((x == 0) & (y == 1)))
+    only_a = int(np.count_nonzero(x > y))  # 0/1 values: x > y is exactly "x == 1 and y == 0"
+    only_b = int(np.count_nonzero(x < y))
     if x.size == 0:
         return McNemar(0, 0, 0, None)
     if only_a + only_b == 0:
         return McNemar(int(x.size), 0, 0, 1.0)
-    p = stats.binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue
-    return McNemar(int(x.size), only_a, only_b, float(p))
+    return McNemar(int(x.size), only_a, only_b, mcnemar_p_value(only_a, only_b))
+
+
+def mcnemar_p_value(b: int, c: int) -> float:
+    """Two-sided exact binomial test of ``b`` successes in ``b + c`` trials at p = 1/2.
+
+    The null distribution is symmetric, so the two tails are equal: p = 2 * P(X <= min(b, c)),
+    capped at 1 (``scipy.stats.binomtest(b, b + c).pvalue``, which sums the outcomes no more likely
+    than the observed one, gives the same; tested).
+    """
+    if b == c:
+        return 1.0
+    return min(1.0, 2.0 * float(bdtr(min(b, c), b + c, 0.5)))
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -2,6 +2,10 @@
 
 The result is one JSON-ready dict (written as ``data/leaderboard.json``) that the site, the CSV files
 and the plots all render; nothing downstream computes a statistic of its own.
+
+A model's estimates depend only on its runs' per-question values, the seed and the resamples, and a
+comparison's only on its two models' values; with a build cache both are kept under the content
+digests of those values (``cache``), so a rebuild computes only what an added or changed run touches.
 """
 
 from __future__ import annotations
@@ -11,16 +15,26 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lm_eval_tasks.sycophancy import metrics as registry
+
+from . import cache as build_cache
 from . import stats, tasks
 from .ingest import Ingested, TaskRun
 from .tasks import Metric
 from .variants import Placement, Variants
 
 POOLED = "pooled"
+ESTIMATES = "estimates.json"
+_CODE = build_cache.code_digest(
+    Path(__file__), Path(stats.__file__), Path(tasks.__file__), Path(registry.__file__)
+)
+#: what identifies the models of a comparison row; the rest of the row is statistics (and cached).
+_WHO = ("base", "model", "variant", "reference_model", "reference_variant")
 
 
 def slugify(text: str) -> str:
@@ -116,34 +130,106 @@ def _est_dict(est: stats.Estimate, subsets: Sequence[str] | None = None) -> dict
     return out
 
 
-def _aligned(a: TaskRun, b: TaskRun) -> tuple[np.ndarray, np.ndarray]:
-    """Index arrays selecting the questions both runs share, in ``a``'s order (paired on ``doc.id``)."""
+def _aligned(a: TaskRun, b: TaskRun) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index arrays selecting the questions both runs share, in ``a``'s order (paired on ``doc.id``);
+    None when both runs hold the same questions in the same order (the usual case)."""
+    if a.ids is b.ids or a.ids == b.ids:
+        return None
     where_b = {qid: i for i, qid in enumerate(b.ids)}
     ia = [i for i, qid in enumerate(a.ids) if qid in where_b]
     ib = [where_b[a.ids[i]] for i in ia]
     return np.asarray(ia, dtype=int), np.asarray(ib, dtype=int)
 
 
-def _compare(
-    variant: ModelRuns, reference: ModelRuns, track: str, resamples: int, seed: int
-) -> list[dict[str, Any]]:
-    """Variant vs reference on the questions they share.
+class _Memo:
+    """Statistics of earlier builds by the digest of everything they were computed from.
 
-    Rates (0/1 per question): the exact McNemar test and the difference ``(b - c) / n``. Deltas (not
-    0/1): the difference of the deltas with a paired bootstrap interval, all deltas from one bootstrap.
+    Without a cache, or for a run without a content digest, nothing is kept and everything computed.
     """
+
+    def __init__(self, cache: build_cache.BuildCache | None) -> None:
+        self.cache = cache
+        self.old = cache.load(ESTIMATES) if cache is not None else {}
+        self.new: dict[str, Any] = {}
+
+    def key(self, kind: str, resamples: int, seed: int, parts: Any, runs: Sequence[TaskRun]) -> str | None:
+        if self.cache is None or any(r.digest is None for r in runs):
+            return None
+        return build_cache.value_digest([kind, _CODE, resamples, seed, parts, [r.digest for r in runs]])
+
+    def get(self, key: str | None) -> Any:
+        if key is None:
+            return None
+        found = self.new.get(key, self.old.get(key))
+        if found is not None:
+            self.new[key] = found
+        return found
+
+    def put(self, key: str | None, value: Any) -> Any:
+        if key is not None:
+            self.new[key] = value
+        return value
+
+    def save(self) -> None:
+        if self.cache is not None and self.new != self.old:
+            self.cache.save(ESTIMATES, self.new)
+
+
+def _compare(
+    variant: ModelRuns, reference: ModelRuns, track: str, resamples: int, seed: int, memo: _Memo
+) -> list[dict[str, Any]]:
+    """Variant vs reference on the questions they share (see ``_compare_rows``)."""
     family = track.split(".")[0]
     mine, theirs = variant.by_track().get(track, {}), reference.by_track().get(track, {})
     shared = sorted(set(mine) & set(theirs), key=lambda s: tasks.subset_order(family, s))
     if not shared:
         return []
+    who = dict(
+        zip(
+            _WHO,
+            (
+                variant.placement.base,
+                variant.model,
+                variant.placement.variant,
+                reference.model,
+                reference.placement.variant,
+            ),
+            strict=True,
+        )
+    )
+    runs = [run for s in shared for run in (mine[s], theirs[s])]
+    key = memo.key("compare", resamples, seed, [track, shared], runs)
+    rows = memo.get(key)
+    if rows is None:
+        rows = memo.put(key, _compare_rows(family, track, mine, theirs, shared, resamples, seed))
+    return [who | row for row in rows]
+
+
+def _compare_rows(
+    family: str,
+    track: str,
+    mine: dict[str, TaskRun],
+    theirs: dict[str, TaskRun],
+    shared: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """The statistics of one comparison, per scope (pooled, then each shared sub-dataset) and metric.
+
+    Rates (0/1 per question): the exact McNemar test and the difference ``(b - c) / n``. Deltas (not
+    0/1): the difference of the deltas with a paired bootstrap interval, all deltas from one bootstrap.
+    """
     paired: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
     for subset in shared:
-        ia, ib = _aligned(mine[subset], theirs[subset])
-        paired[subset] = (
-            {k: v[ia] for k, v in mine[subset].values.items()},
-            {k: v[ib] for k, v in theirs[subset].values.items()},
-        )
+        aligned = _aligned(mine[subset], theirs[subset])
+        if aligned is None:
+            paired[subset] = (mine[subset].values, theirs[subset].values)
+        else:
+            ia, ib = aligned
+            paired[subset] = (
+                {k: v[ia] for k, v in mine[subset].values.items()},
+                {k: v[ib] for k, v in theirs[subset].values.items()},
+            )
     scopes: list[tuple[str, list[str]]] = [(s, [s]) for s in shared]
     if len(shared) > 1:
         scopes.insert(0, (POOLED, shared))
@@ -156,11 +242,6 @@ def _compare(
             diffs = _delta_boot(family, arrays, resamples, seed, sign_rows=2)
         for metric in tasks.METRICS[family]:
             row: dict[str, Any] = {
-                "base": variant.placement.base,
-                "model": variant.model,
-                "variant": variant.placement.variant,
-                "reference_model": reference.model,
-                "reference_variant": reference.placement.variant,
                 "track": track,
                 "subset": scope,
                 "metric": metric.name,
@@ -179,6 +260,25 @@ def _compare(
                     row["difference"] = {"value": (test.b - test.c) / test.n, "n": test.n}
             out.append(row)
     return out
+
+
+def _model_estimates(entry: ModelRuns, resamples: int, seed: int) -> dict[str, Any]:
+    """A model's estimates per track: per sub-dataset, and pooled over the sub-datasets it ran."""
+    datasets: dict[str, dict[str, dict[str, Any]]] = {}
+    pooled: dict[str, dict[str, Any]] = {}
+    for track, runs in entry.by_track().items():
+        family = track.split(".")[0]
+        present = sorted(runs, key=lambda s: tasks.subset_order(family, s))
+        datasets[track] = {
+            s: {k: _est_dict(v) for k, v in _estimates(family, [runs[s].values], resamples, seed).items()}
+            for s in present
+        }
+        if len(present) == 1:  # pooling one sub-dataset changes nothing: reuse its numbers
+            pooled[track] = {k: v | {"subsets": present} for k, v in datasets[track][present[0]].items()}
+        else:
+            est = _estimates(family, [runs[s].values for s in present], resamples, seed)
+            pooled[track] = {k: _est_dict(v, present) for k, v in est.items()}
+    return {"datasets": datasets, "pooled": pooled}
 
 
 def _run_record(run: TaskRun) -> dict[str, Any]:
@@ -259,8 +359,10 @@ def summarize(
     resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
     allow_sample: bool = False,
+    cache: build_cache.BuildCache | None = None,
 ) -> dict[str, Any]:
-    """Every number the site shows, as one JSON-ready dict."""
+    """Every number the site shows, as one JSON-ready dict (statistics reused from ``cache``)."""
+    memo = _Memo(cache)
     models = group_models(ingested, variants)
     tracks = sorted({run.task.track for run in ingested.runs}, key=_track_order)
     subsets_of: dict[str, list[str]] = {}
@@ -275,21 +377,12 @@ def summarize(
     columns = _columns(tracks)
     model_rows: list[dict[str, Any]] = []
     for entry in models:
-        per_track = entry.by_track()
-        datasets: dict[str, dict[str, dict[str, Any]]] = {}
-        pooled: dict[str, dict[str, Any]] = {}
-        for track, runs in per_track.items():
-            family = track.split(".")[0]
-            present = sorted(runs, key=lambda s: tasks.subset_order(family, s))
-            datasets[track] = {
-                s: {k: _est_dict(v) for k, v in _estimates(family, [runs[s].values], resamples, seed).items()}
-                for s in present
-            }
-            if len(present) == 1:  # pooling one sub-dataset changes nothing: reuse its numbers
-                pooled[track] = {k: v | {"subsets": present} for k, v in datasets[track][present[0]].items()}
-            else:
-                est = _estimates(family, [runs[s].values for s in present], resamples, seed)
-                pooled[track] = {k: _est_dict(v, present) for k, v in est.items()}
+        ordered = sorted(entry.runs.values(), key=lambda r: r.task)
+        key = memo.key("model", resamples, seed, [[r.task.track, r.task.subset] for r in ordered], ordered)
+        found = memo.get(key)
+        if found is None:
+            found = memo.put(key, _model_estimates(entry, resamples, seed))
+        datasets, pooled = found["datasets"], found["pooled"]
         main = {c["id"]: pooled.get(c["track"], {}).get(c["metric"]) for c in columns}
         model_rows.append(
             {
@@ -317,7 +410,7 @@ def summarize(
         reference = group[0]  # models are sorted by variant rank within a base
         for other in group[1:]:
             for track in tracks:
-                comparisons += _compare(other, reference, track, resamples, seed)
+                comparisons += _compare(other, reference, track, resamples, seed, memo)
             if len({m.placement.variant for m in group}) < len(group):
                 notes.append(f"base {base!r} has two models with the same variant name")
 
@@ -352,6 +445,7 @@ def summarize(
         for subset in subsets_of[track]
     ]
     unique_pages = {(d["family"], d["subset"]): d for d in dataset_pages}
+    memo.save()
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "sample_data": allow_sample

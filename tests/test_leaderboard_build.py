@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tiny_model
 
-from leaderboard import plots
+from leaderboard import ingest, plots
 from leaderboard.__main__ import main
+from leaderboard.cache import default_cache_dir
 from leaderboard.publish import hub_operations, publish_to_dir, publish_to_hub, verify_site
 from leaderboard.site import MANIFEST, MARKER, SiteError, SiteWriter
 
@@ -192,7 +194,11 @@ def test_hostile_strings_are_escaped_and_cannot_escape_the_site(lm_eval_runs: di
     before = {p for p in tmp_path.rglob("*")}
     assert main(["build", str(runs), "--out", str(out), "--allow_sample", "--resamples", "200"]) == 0
     created = {p for p in tmp_path.rglob("*")} - before
-    assert created and all(p == out or out in p.parents for p in created), sorted(created)
+    cache = default_cache_dir(out)  # the build cache beside the site: digests for names, nothing else
+    assert created and all(p in (out, cache) or {out, cache} & set(p.parents) for p in created), sorted(
+        created
+    )
+    assert all(re.fullmatch(r"[0-9a-f]{2}|[0-9a-f]{64}|[a-z]+(\.json)?", p.name) for p in cache.rglob("*"))
 
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index and HOSTILE not in index
@@ -248,7 +254,8 @@ def test_builds_are_atomic(
     with pytest.raises(RuntimeError, match="disk full"):
         main(["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow_sample", "--resamples", "200"])
     assert (out / MANIFEST).read_text(encoding="utf-8") == manifest  # the previous site is untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary folder left behind
+    # no temporary folder left behind (the build cache beside the site is kept on purpose)
+    assert sorted(p.name for p in tmp_path.iterdir() if p != default_cache_dir(out)) == ["site"]
     verify_site(out)
 
     precious = tmp_path / "precious"
@@ -338,3 +345,31 @@ def test_keep_all_shows_superseded_runs(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().err.count("superseded by") == 3
     page = next(p for p in (out / "models").iterdir() if "aligned" in p.name).read_text(encoding="utf-8")
     assert 'id="history"' not in page and f"results_{new}.json" in page
+
+
+def test_real_lm_eval_samples_take_the_fast_reader(lm_eval_runs: dict) -> None:
+    """lm-eval's own sample lines (key order, NaN for undefined metrics) are what the fast reader reads."""
+    files = sorted(lm_eval_runs["runs"].rglob("samples_*.jsonl"))
+    assert files
+    for path in files:
+        name = path.name.removeprefix("samples_").rsplit("_", 1)[0]
+        task = ingest.tasks.parse_task_name(name)
+        fast = ingest._fast_samples(path.read_bytes(), task)
+        assert fast is not None, path
+        exact = ingest._exact_samples(path, task)
+        assert fast[0] == exact[0] and (fast[1].tobytes() == exact[1].tobytes()), path
+
+
+def test_plots_are_well_formed_svg_for_any_panel() -> None:
+    hostile = 'a\x01b <x> & "q" \u2028'
+    cases = [
+        [plots.Panel("empty", "y", [], [], {})],
+        [plots.Panel("all zero", "y", ["g"], ["s"], {("g", "s"): (0.0, 0.0, 0.0, 4)})],
+        [plots.Panel("no interval", "y", ["g"], ["s"], {("g", "s"): (5.0, None, None, 1)})],
+        [plots.Panel(hostile, hostile, [hostile], [hostile], {(hostile, hostile): (-3.0, -9.0, 2.0, 7)})] * 2,
+    ]
+    for panels in cases:
+        tree = ET.fromstring(plots.render_svg(panels))
+        assert not [e for e in tree.iter() if e.tag.endswith("script")]
+        text = "".join(tree.itertext())
+        assert "<x>" not in plots.render_svg(panels) and ("<x>" in text) == (panels[0].title == hostile)

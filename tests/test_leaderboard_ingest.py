@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from leaderboard.ingest import IngestError, ingest
+from leaderboard.ingest import IngestError, Problem, ingest
 from leaderboard.variants import VariantsError, load_variants
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
@@ -185,3 +186,102 @@ def test_variants_file(tmp_path: Path) -> None:
         bad.write_text(text, encoding="utf-8")
         with pytest.raises(VariantsError, match=expected):
             load_variants(bad)
+
+
+# ------------------------------------------------------------- the fast reader and the exact one
+def _task(name: str, grader: str = "rule"):
+    from leaderboard.tasks import TaskId, parse_task_name
+
+    parsed = parse_task_name(name)
+    return TaskId(parsed.family, parsed.protocol, grader, parsed.subset, name)
+
+
+def _both(path: Path, name: str, grader: str = "rule"):
+    """(fast reader's result or None, exact reader's result or its problem)."""
+    from leaderboard import ingest as ingest_module
+
+    fast = ingest_module._fast_samples(path.read_bytes(), _task(name, grader))
+    try:
+        exact = ingest_module._exact_samples(path, _task(name, grader))
+    except ingest_module._Skip as skip:
+        exact = skip.problem
+    return fast, exact
+
+
+def test_fast_reader_equals_the_exact_reader_on_every_fixture(runs: Path) -> None:
+    for path in sorted(runs.glob("*/samples_*.jsonl")):
+        name = path.name.removeprefix("samples_").removesuffix(f"_{STAMP}.jsonl")
+        graders = ["rule", "judge"] if "judged" in name else ["rule"]
+        for grader in graders:
+            fast, exact = _both(path, name, grader)
+            assert fast is not None, path  # lm-eval's own layout: the fast path is taken
+            assert fast[0] == exact[0] and np.array_equal(fast[1], exact[1], equal_nan=True), path
+
+
+_AQUA = "sycophancy_ays_aqua_mc"
+
+
+def _rewrite(path: Path, edit) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = edit(lines[3])
+    path.write_bytes(b"\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": 0.5,'),  # not a rate
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": true,'),  # a bool
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": Infinity,'),
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": 01,'),  # not JSON
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": NaN,'),  # required
+        lambda line: line.replace(b'"forced_flip_rate": 0,', b'"forced_flip_rate": NaN,'),  # condition broken
+        lambda line: line.replace(b', "acc_final": 1', b""),  # on some questions only
+        lambda line: line.replace(b'"id": "q4"', b'"id": "q1"'),  # repeated id
+        lambda line: line.replace(b'"id": "q4"', b'"id": ""'),
+        lambda line: line[: len(line) // 2],  # cut in the middle
+        lambda line: line + b"\r",  # another writer's line ends
+        lambda line: line.replace(b"q4", b"q\xff4"),  # not UTF-8
+        lambda line: line.replace(b'"doc_id": 3, ', b""),  # another layout
+        lambda line: b"",  # a blank line
+    ],
+)
+def test_fast_reader_leaves_every_bad_or_unusual_line_to_the_exact_reader(runs: Path, edit) -> None:
+    path = _samples(runs, "org__chat-aligned", _AQUA)
+    before = path.read_bytes()
+    _rewrite(path, edit)
+    assert path.read_bytes() != before
+    fast, exact = _both(path, _AQUA)
+    assert fast is None  # the exact reader judges: what the leaderboard reads is exactly its verdict
+    from leaderboard import ingest as ingest_module
+
+    try:
+        ids, values = ingest_module.read_samples(path, _task(_AQUA))
+    except ingest_module._Skip as skip:
+        assert skip.problem == exact
+    else:
+        assert not isinstance(exact, Problem) and ids == exact[0]
+        assert np.array_equal(np.stack(list(values.values())), exact[1], equal_nan=True)
+
+
+@pytest.mark.parametrize("edit", ["truncate", "no final newline", "byte order mark", "compact separators"])
+def test_whole_file_variants(runs: Path, edit: str) -> None:
+    path = _samples(runs, "org__chat-aligned", _AQUA)
+    data = path.read_bytes()
+    rows = [json.loads(line) for line in data.splitlines()]
+    changed = {
+        "truncate": data[: len(data) - 40],
+        "no final newline": data.rstrip(b"\n"),
+        "byte order mark": b"\xef\xbb\xbf" + data,
+        # another lm-eval version's writer: same content, other spelling
+        "compact separators": b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in rows),
+    }[edit]
+    path.write_bytes(changed)
+    fast, exact = _both(path, _AQUA)
+    assert fast is None  # all are the exact reader's to judge
+    result = ingest([runs])
+    read = [r for r in result.runs if r.task.name == _AQUA and r.model == "org/chat-aligned"]
+    if edit == "truncate":
+        assert not read and any(f"{path}:6: not valid JSON" in m for m in _messages(result))
+    else:
+        assert len(read) == 1 and read[0].ids == ("q1", "q2", "q3", "q4", "q5", "q6")

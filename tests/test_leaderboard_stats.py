@@ -225,3 +225,115 @@ def test_unjudged_responses_leave_their_metrics_out(fixture_summary: dict) -> No
         pytest.approx(-0.2),
         5,
     )
+
+
+# ------------------------------------------------------------------ closed forms against scipy
+def test_wilson_closed_form_matches_scipy() -> None:
+    from scipy.stats import binomtest
+
+    for n in [1, 2, 3, 7, 10, 33, 100, 254, 1000, 1817]:
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            for confidence in (0.95, 0.9, 0.99):
+                ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+                lo, hi = stats.wilson_interval(k, n, confidence)
+                assert abs(lo - ci.low) <= 1e-12 and abs(hi - ci.high) <= 1e-12, (k, n, confidence)
+
+
+def test_exact_mcnemar_closed_form_matches_scipy() -> None:
+    from scipy.stats import binomtest
+
+    for n in [1, 2, 3, 5, 8, 13, 40, 101, 500, 2000]:
+        for b in sorted({0, 1, n // 4, n // 2, (n + 1) // 2, n - 1, n}):
+            expected = binomtest(b, n, 0.5).pvalue
+            assert stats.mcnemar_p_value(b, n - b) == pytest.approx(expected, rel=1e-10, abs=1e-300), (b, n)
+
+
+def test_linear_quantiles_are_numpys() -> None:
+    x = np.random.default_rng(3).normal(size=2001)
+    for qs in [(0.025, 0.975), (0.0, 1.0), (0.5,), (0.1, 0.9)]:
+        assert stats.linear_quantiles(x, qs) == list(np.quantile(x, qs)), qs
+
+
+def test_exact_distribution_of_the_resampled_sum() -> None:
+    pmf = np.array([0.2, 0.5, 0.3])
+    direct = np.array([1.0])
+    for _ in range(40):
+        direct = np.convolve(direct, pmf)
+    first, fft = stats._convolution_power(pmf, 40)
+    assert first == 0 and np.allclose(fft, direct, rtol=0, atol=1e-15)
+    # Large n: the window around the mean holds the whole distribution but for < 1e-15.
+    n = 20_000
+    first, window = stats._convolution_power(pmf, n)
+    assert window.size < 2 * n + 1 and abs(window.sum() - 1) < 1e-9  # FFT round-off only
+    mean = n * (pmf @ np.arange(3))
+    assert first < mean < first + window.size
+
+
+# --------------------------------------------------- the fast bootstrap against scipy's bootstrap
+def _scipy_interval(arrays: list[np.ndarray], weights: list[float], resamples: int, seed: int) -> tuple:
+    from scipy.stats import bootstrap
+
+    def statistic(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
+        return sum(w * np.mean(x, axis=axis) for w, x in zip(weights, xs, strict=True))
+
+    result = bootstrap(
+        tuple(arrays),
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _mc_tolerance(arrays: list[np.ndarray], weights: list[float], resamples: int, lattice: float) -> float:
+    """How far two independent B-resample percentile intervals may differ: the Monte Carlo standard
+    error of a 2.5% sample quantile is sqrt(a(1-a)/B) / f(q), with f the (near-normal) bootstrap
+    density there (sd / sqrt(n) of the per-question statistic); the difference of two such estimates
+    has sqrt(2) times that. Five of those, plus the statistic's lattice step (ties), never fail by
+    chance (p < 1e-6) yet are a fraction of the interval's width."""
+    per_question = sum(w * a for w, a in zip(weights, arrays, strict=True))
+    sd = per_question.std(ddof=1) / math.sqrt(per_question.size)
+    alpha = 0.025
+    se = math.sqrt(alpha * (1 - alpha) / resamples) * sd / norm.pdf(norm.ppf(alpha))
+    return 5 * math.sqrt(2) * se + lattice
+
+
+@pytest.mark.parametrize(
+    ("n", "weights"),
+    [
+        (300, [1.0, -1.0]),  # a template delta
+        (1000, [1.0, -1.0]),
+        (817, [1 / 3, 1 / 3, 1 / 3, -1.0]),  # answer_sycophancy
+        (500, [1.0, -1.0, -1.0, 1.0]),  # the difference of two models' deltas
+        (400, [0.37, -0.81]),  # off any small lattice: the multinomial path
+    ],
+)
+def test_fast_bootstrap_agrees_with_scipy_within_monte_carlo_error(n: int, weights: list[float]) -> None:
+    rng = np.random.default_rng(n)
+    base = rng.random(n) < 0.55
+    # correlated arrays, as a model's answers to the same questions are: pairing matters
+    arrays = [np.where(rng.random(n) < 0.8, base, rng.random(n) < 0.5).astype(float) for _ in weights]
+    resamples = 4000
+    lattice = 1 / (3 * n)
+    tol = _mc_tolerance(arrays, weights, resamples, lattice)
+    fast = stats.paired_bootstrap(arrays, weights, resamples=resamples, seed=1)
+    lo, hi = _scipy_interval(arrays, weights, resamples, seed=2)
+    assert fast.value == pytest.approx(sum(w * a.mean() for w, a in zip(weights, arrays, strict=True)))
+    assert abs(fast.lo - lo) <= tol and abs(fast.hi - hi) <= tol, (fast, (lo, hi), tol)
+    assert tol < (hi - lo) / 4  # the tolerance is tight enough to see a wrong interval
+    # ... for instance the unpaired bootstrap's, which ignores that the arrays share questions:
+    unpaired = math.sqrt(sum(w * w * a.var(ddof=1) / n for w, a in zip(weights, arrays, strict=True)))
+    paired_half = (hi - lo) / 2
+    assert abs(1.96 * unpaired - paired_half) > tol
+
+
+def test_fast_bootstrap_is_deterministic_given_the_seed() -> None:
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 2, 700).astype(float) for _ in range(4)]
+    rows = [[-1.0, 1.0, 0.0, 0.0], [-1.0, 1 / 3, 1 / 3, 1 / 3]]
+    one = stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=9)
+    assert one == stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=9)
+    assert one != stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=10)
