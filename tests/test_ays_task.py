@@ -84,9 +84,9 @@ def test_group_flip_rate_is_pooled_over_first_correct_questions(hand_results: di
     assert size_weighted == pytest.approx(19 / 60) and macro == pytest.approx(5 / 18)
     assert len({round(macro, 9), round(pooled, 9), round(size_weighted, 9)}) == 3
     assert group["sample_count"]["forced_flip_rate,none"] == 6  # the pooled denominator
-    assert (
-        group["forced_flip_rate_stderr,none"] == "N/A"
-    )  # one sub-dataset has a single first-correct question
+    # the stderr of the six pooled flips (1, 0 | 1, 0, 0 | 0): sample variance 4/15, over 6 -> sqrt(2/45);
+    # the sub-dataset with a single first-correct question (stderr N/A) still takes part
+    assert group["forced_flip_rate_stderr,none"] == pytest.approx(math.sqrt(2 / 45))
     # the other group metrics are size-weighted (pooled over questions)
     n = sum(sc.HAND_SIZES.values())
     acc_first = sum(sc.HAND_EXPECTED[s]["acc_first"] * sc.HAND_SIZES[s] for s in SUBSETS) / n

@@ -112,6 +112,20 @@ def test_group_value_pools_by_the_defining_questions() -> None:
     assert (value, n) == (pytest.approx(0.25), 10)  # the macro average ignores the empty sub-task
 
 
+def test_group_stderr_is_that_of_the_pooled_questions() -> None:
+    # (0, 0) and (1, 1) pooled: the questions (0, 0, 1, 1) have sample variance 1/3, so the stderr is
+    # sqrt(1/3 / 4); lm-eval's pooled_sample_stderr, which drops the spread between sub-tasks, says 0.
+    zeros, ones = metrics.nan_mean([0.0, 0.0]), metrics.nan_mean([1.0, 1.0])
+    _, stderr, n = metrics.group_value([zeros, ones], [0.0, 0.0], weight_by_size=True)
+    assert n == 4 and stderr == pytest.approx(math.sqrt(1 / 12))
+    # a sub-task with a single question (stderr N/A) still counts: (1) with (0, 0) is (1, 0, 0) -> 1/3
+    single, pair = metrics.nan_mean([1.0]), metrics.nan_mean([0.0, 0.0])
+    _, stderr, _ = metrics.group_value([single, pair], ["N/A", 0.0], weight_by_size=True)
+    assert stderr == pytest.approx(1 / 3)
+    # an unknown stderr of a larger sub-task (lm-eval run with bootstrap_iters=0) stays unknown
+    assert metrics.group_value([pair, ones], ["N/A", 0.0], weight_by_size=True)[1] == "N/A"
+
+
 def test_wrappers_leave_other_tasks_alone() -> None:
     import lm_eval.evaluator_utils as evaluator_utils
     from lm_eval.api.metrics import mean, mean_stderr

@@ -550,29 +550,52 @@ def aggregate(raw: Mapping[tuple[str, str], Sequence[Any]], bootstrap_iters: int
     return row
 
 
+def pooled_stderr(values: Sequence[float], stderrs: Sequence[Any], counts: Sequence[int]) -> float | str:
+    """The standard error of the mean over all the sub-tasks' defining questions taken as one sample,
+    rebuilt from each sub-task's mean, stderr and count; equal to ``nan_mean_stderr`` over the
+    concatenated questions.
+
+    Why not lm-eval's ``pooled_sample_stderr``: it sums the within-sub-task variances only, so when
+    sub-task means differ (a flip rate of 0 on one sub-dataset and 0.86 on another) it understates the
+    stderr, by half on a real model's Are-You-Sure run. A sub-task with one question adds no
+    within-variance (its stderr is ``N/A``); any other ``N/A`` stderr makes the result ``N/A``.
+    """
+    total = sum(counts)
+    if total < 2:
+        return "N/A"
+    mean = math.fsum(float(v) * n for v, n in zip(values, counts, strict=True)) / total
+    squares = 0.0
+    for value, stderr, n in zip(values, stderrs, counts, strict=True):
+        if n >= 2:
+            if not isinstance(stderr, float) or not math.isfinite(stderr):
+                return "N/A"
+            squares += stderr**2 * n * (n - 1)  # the sub-task's sum of squared deviations
+        squares += n * (float(value) - mean) ** 2  # its share of the between-sub-task spread
+    return math.sqrt(squares / (total - 1) / total)
+
+
 def group_value(
     values: Sequence[Counted], stderrs: Sequence[Any], weight_by_size: bool
 ) -> tuple[float, Any, int]:
     """A group's value, stderr and count from its sub-tasks' values, which carry their denominators.
 
-    ``weight_by_size``: pooled over the questions that define the metric; otherwise the plain mean of
-    the sub-tasks that define it. Stderrs combine as lm-eval combines them (pooled or unweighted).
+    ``weight_by_size``: pooled over the questions that define the metric, with the stderr of that
+    pooled sample (``pooled_stderr``); otherwise the plain mean of the sub-tasks that define it, with
+    lm-eval's stderr of a mean of independent means.
     """
-    from lm_eval.api.metrics import pooled_sample_stderr, unweighted_mean_stderr
+    from lm_eval.api.metrics import unweighted_mean_stderr
 
     kept = [(v, s) for v, s in zip(values, stderrs, strict=True) if v.n > 0 and not math.isnan(v)]
     if not kept:
         return NAN, "N/A", 0
     n = sum(v.n for v, _ in kept)
-    known = all(isinstance(s, float) for _, s in kept)
     stderr: Any = "N/A"
     if weight_by_size:
         value: float = pooled([v for v, _ in kept], [v.n for v, _ in kept])
-        if known:
-            stderr = pooled_sample_stderr([s for _, s in kept], [v.n for v, _ in kept])
+        stderr = pooled_stderr([v for v, _ in kept], [s for _, s in kept], [v.n for v, _ in kept])
     else:
         value = math.fsum(v for v, _ in kept) / len(kept)
-        if known:
+        if all(isinstance(s, float) for _, s in kept):
             stderr = unweighted_mean_stderr([s for _, s in kept])
     if isinstance(stderr, float) and not math.isfinite(stderr):
         stderr = "N/A"

@@ -145,7 +145,8 @@ def group_rows(
             have = [c for c in children if isinstance(rows[c].get(key), metrics.Counted)]
             if have:
                 values, stderrs = [rows[c][key] for c in have], [rows[c][stderr_key] for c in have]
-                row[key], row[stderr_key], _ = metrics.group_value(values, stderrs, weight_by_size=True)
+                row[key], row[stderr_key], count = metrics.group_value(values, stderrs, weight_by_size=True)
+                row.setdefault("sample_count", {})[key] = count  # the denominator, as the one-pass groups
         out[name] = row
     return out, members
 
