@@ -385,6 +385,13 @@ def run_lm_eval_cli() -> None:
 
     lm_eval.tasks.TaskManager = PluginOnlyTaskManager
     cli_evaluate()
+    # lm-eval 0.4.13 leaves the process group to interpreter shutdown, where gloo's worker threads can
+    # abort a rank ("terminate called without an active exception", SIGABRT; seen once in ~15 runs of
+    # test_accelerate_launch_two_processes under load; pytorch/pytorch#190489). Close it on success.
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
