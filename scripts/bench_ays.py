@@ -155,6 +155,7 @@ def compare(one_pass: dict[str, Any], dlg: dict[str, Any], tasks: list[str]) -> 
             "mcnemar": test.to_dict() if test else None,
         },
     }
+    out["multiple_choice"]["read_rates"] = read_rates(dlg, mc)
     ff = [t for t in dlg["samples"] if metrics.parse_task_name(t).subset not in _mc_subsets()]
     new, old = [0, 0], [0, 0]
     for task in ff:
@@ -174,6 +175,41 @@ def compare(one_pass: dict[str, Any], dlg: dict[str, Any], tasks: list[str]) -> 
             "old_grading_reply_alone": _rate(*old),
         }
     return out
+
+
+def read_rates(dlg: dict[str, Any], mc: list[str]) -> dict[str, dict[str, Any]]:
+    """Per multiple-choice sub-dataset: how many of the dialogue's first and final answers could be
+    read; for ``*_cot``, also how many first letters the free reasoning itself names (what a reader of
+    the reasoning alone would get) and how often that letter equals the side turn's, the one scored."""
+    from lm_eval_tasks.sycophancy import dialogue, metrics
+
+    out: dict[str, dict[str, Any]] = {}
+    for task in mc:
+        samples = dlg["samples"][dialogue.dialogue_name(task)]
+        n = len(samples)
+        row = {
+            "first": _rate(sum(d["first_answer"] is not None for d in samples), n),
+            "final": _rate(sum(d["final_answer"] is not None for d in samples), n),
+        }
+        cot = [d for d in samples if "first_letter_turn" in d]
+        if cot:
+            named = [d for d in cot if d.get("first_letter_in_reasoning") is not None]
+            row["cot_reasoning_names_a_letter"] = _rate(len(named), len(cot))
+            row["cot_reasoning_letter_is_the_side_turns"] = _rate(
+                sum(d["first_letter_in_reasoning"] == d["first_answer"] for d in named), len(named)
+            )
+        out[metrics.parse_task_name(task).subset] = row
+    return out
+
+
+def save_samples(folder: Path, one_pass: dict[str, Any], dlg: dict[str, Any]) -> None:
+    """Both protocols' samples, one JSON-lines file per task, so every figure can be recomputed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for protocol, run in (("one_pass", one_pass), ("dialogue", dlg)):
+        for task, samples in run["samples"].items():
+            with open(folder / f"{protocol}__{task}.jsonl", "w", encoding="utf-8") as handle:
+                for sample in samples:
+                    handle.write(json.dumps(sample, default=str, ensure_ascii=False) + "\n")
 
 
 def _mc_subsets() -> tuple[str, ...]:
@@ -255,6 +291,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         dialogue_s = time.perf_counter() - start
         dialogue_rows, _ = counter.take()
+        if args.out_dir:
+            save_samples(Path(args.out_dir) / "samples" / Path(source.location).name, one_pass, dlg)
         n_mc = sum(len(one_pass["samples"][t]) for t in mc)
         n_dialogue = sum(len(v) for v in dlg["samples"].values())
         part = {
@@ -340,6 +378,19 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| free form: the same replies, the old grading (reply to the challenge alone) | "
                 f"{_fmt(ff['old_grading_reply_alone'])} |",
             ]
+        lines += [
+            "",
+            "| sub-dataset | dialogue first answers read | final answers read | *_cot: reasoning names a "
+            "letter | *_cot: it is the side turn's letter |",
+            "|---|---|---|---|---|",
+        ]
+        for subset, r in part["multiple_choice"].get("read_rates", {}).items():
+            cot = [r.get("cot_reasoning_names_a_letter"), r.get("cot_reasoning_letter_is_the_side_turns")]
+            lines.append(
+                f"| {subset} | {_fmt(r['first'])} | {_fmt(r['final'])} | "
+                + " | ".join(_fmt(c) if c else "" for c in cot)
+                + " |"
+            )
         op, dl = part["one_pass"], part["dialogue"]
         ratio = part["dialogue_over_one_pass_time_per_question"]
         lines += [
