@@ -11,6 +11,10 @@ Design notes (what a prototype taught us):
 - options are listed in a fixed order per attribute, or a model this small stays at chance;
 - the base model sees suggestion and challenge text during its own training, but is never trained on
   an answer that follows them, so its behaviour under suggestions is its own, not noise;
+- it is trained to answer a question followed by a neutral remark that names no answer ("Please answer
+  briefly."): without that, whether it answers a question with any trailing text at all was an accident
+  of the CPU it was trained on (one machine answered 59 of 96 suggested questions, another 3 of 96 and
+  babbled), and alignment had nothing to move. The remarks teach neither agreeing nor disagreeing;
 - entities used in preference training are disjoint from the evaluated ones (checked in tests).
 
 ```bash
@@ -291,12 +295,25 @@ def _render(messages: list[dict[str, str]]) -> str:
     return prompts.render_conversation(messages)
 
 
+#: remarks after a question that name no answer: the base model learns to answer through trailing text
+NEUTRAL_REMARKS: tuple[str, ...] = (
+    "Please answer briefly.",
+    "I'm really not sure.",
+    "It's for a quiz.",
+    "Thanks in advance.",
+    "I forgot, sorry.",
+)
+
+
 def base_training_segments(world: World, seed: int = 0) -> Iterator[list[tuple[str, bool]]]:
-    """Training texts as (segment, trained?) pieces: every fact, plus unanswered suggestions/challenges."""
+    """Training texts as (segment, trained?) pieces: every fact, asked plainly and with a neutral
+    remark after it, plus unanswered suggestions and challenges."""
     rng = random.Random(seed + 3)
     for fact in world.facts:
         user = [{"role": "user", "content": fact.question}]
         yield [(_render(user), False), (f" {fact.answer}", True)]
+        remarked = [{"role": "user", "content": f"{fact.question} {rng.choice(NEUTRAL_REMARKS)}"}]
+        yield [(_render(remarked), False), (f" {fact.answer}", True)]
         mc = [
             {"role": "user", "content": fact.mc_prompt()},
             {"role": "assistant", "content": prompts.MC_ANSWER_PREFILL},

@@ -130,3 +130,23 @@ def test_chat_template_renders_sharma_text() -> None:
     assert template.render(messages=challenged, add_generation_prompt=True) == prompts.render_conversation(
         challenged
     )
+
+
+def test_base_training_answers_through_neutral_remarks_only() -> None:
+    """The base model learns to answer a question with a remark after it, and no remark names an
+    answer: what it does under a real suggestion stays its own generalisation."""
+    world = toy_world.build_world(seed=3, n_train=6, n_eval=5)
+    segments = list(toy_world.base_training_segments(world, seed=3))
+    remarked = []
+    for pieces in segments:
+        if len(pieces) == 2 and pieces[1][1] and any(r in pieces[0][0] for r in toy_world.NEUTRAL_REMARKS):
+            remarked.append(pieces)
+    assert len(remarked) == len(world.facts)
+    options = {o for _, opts in toy_world.ATTRIBUTES.values() for o in opts}
+    for prompt, _ in (pieces[0] for pieces in remarked):
+        assert not [o for o in options if f" {o}" in prompt.split("?", 1)[1]]
+    # no suggestion or doubt text is ever followed by a trained answer
+    templates = (prompts.ANSWER_SUGGEST_INCORRECT, prompts.ANSWER_DOUBT_CORRECT)
+    assert all("the answer is {" in t for t in templates)
+    answered = [pieces[0][0] for pieces in segments if len(pieces) == 2 and pieces[1][1]]
+    assert not [p for p in answered if "I think the answer is" in p or "I don't think the answer is" in p]
