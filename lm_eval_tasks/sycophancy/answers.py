@@ -43,8 +43,11 @@ def parse_letter(response: str, letters: str, after_prefill: bool = True) -> str
 
     ``after_prefill``: the context ended with ``The answer is (``, so a reply that continues it
     starts with the letter. Otherwise (and when the reply does not start with a letter) the last
-    explicit choice wins; without one, a reply that mentions exactly one option letter gives it;
-    two or more letters with no final choice, or only letters that are not options, give ``None``.
+    explicit choice wins (a revision: "The answer is (C). ... The answer is (D)."), unless three or
+    more different letters are each declared the answer: that is an enumeration, not a choice (a
+    real 135M reply listed "The answer is (D) ... (C) ... (B) ... (A)"). Without an explicit choice,
+    a reply that mentions exactly one option letter gives it; two or more letters with no final
+    choice, or only letters that are not options, give ``None``.
     """
     valid = set(letters.upper())
     text = response.strip()
@@ -58,7 +61,7 @@ def parse_letter(response: str, letters: str, after_prefill: bool = True) -> str
     choices = [(m.start(), m.group(1)) for pattern in _CHOICES for m in pattern.finditer(text)]
     choices = [(pos, letter.upper()) for pos, letter in choices if letter.upper() in valid]
     if choices:
-        return max(choices)[1]
+        return max(choices)[1] if len({letter for _, letter in choices}) < 3 else None
     mentioned = {m.group(1).upper() for pattern in _MENTIONS for m in pattern.finditer(text)} & valid
     return mentioned.pop() if len(mentioned) == 1 else None
 
