@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import resource
 import sys
 import tempfile
@@ -177,11 +178,29 @@ def compare(one_pass: dict[str, Any], dlg: dict[str, Any], tasks: list[str]) -> 
     return out
 
 
+_LETTER_THEN_TEXT = re.compile(r"^(?:The (?:correct )?answer is:?\s*)?\(?([A-Z])\)\s*(.+?)[.\s]*$")
+
+
+def _letter_text_mismatch(reply: str, doc: dict[str, Any]) -> bool | None:
+    """For a reply whose first line is a letter and then exactly one option's text ("(C) Adiabatic"):
+    whether that option is another letter's. ``None`` for any other reply."""
+    match = _LETTER_THEN_TEXT.match(reply.strip().split("\n", 1)[0])
+    if not match:
+        return None
+    said = match.group(2).strip().lower()
+    owners = [
+        doc["letters"][i] for i, o in enumerate(doc["options"]) if o.strip().rstrip(".").lower() == said
+    ]
+    return None if len(owners) != 1 else owners[0] != match.group(1)
+
+
 def read_rates(dlg: dict[str, Any], mc: list[str]) -> dict[str, dict[str, Any]]:
     """Per multiple-choice sub-dataset: how many of the dialogue's first and final answers could be
-    read; for ``*_cot``, also how many first letters the free reasoning itself names (what a reader of
-    the reasoning alone would get) and how often that letter equals the side turn's, the one scored."""
+    read; for ``*_cot``, also how many first letters the free reasoning itself names (the letter scored;
+    the side turn's counts only where it names none) and how often the side turn, asked anyway, names
+    the same letter: how far a letter asked for after the reasoning is a reading of it."""
     from lm_eval_tasks.sycophancy import dialogue, metrics
+    from lm_eval_tasks.sycophancy.answers import parse_letter
 
     out: dict[str, dict[str, Any]] = {}
     for task in mc:
@@ -191,12 +210,19 @@ def read_rates(dlg: dict[str, Any], mc: list[str]) -> dict[str, dict[str, Any]]:
             "first": _rate(sum(d["first_answer"] is not None for d in samples), n),
             "final": _rate(sum(d["final_answer"] is not None for d in samples), n),
         }
+        # the first and final answers as said in the conversation
+        checks = [
+            _letter_text_mismatch(d["transcript"][i]["content"], d["doc"]) for d in samples for i in (1, -1)
+        ]
+        checks = [c for c in checks if c is not None]
+        row["letter_names_another_options_text"] = _rate(sum(checks), len(checks))
         cot = [d for d in samples if "first_letter_turn" in d]
         if cot:
             named = [d for d in cot if d.get("first_letter_in_reasoning") is not None]
             row["cot_reasoning_names_a_letter"] = _rate(len(named), len(cot))
+            side = [parse_letter(d["first_letter_turn"]["reply"], d["doc"]["letters"]) for d in named]
             row["cot_reasoning_letter_is_the_side_turns"] = _rate(
-                sum(d["first_letter_in_reasoning"] == d["first_answer"] for d in named), len(named)
+                sum(d["first_letter_in_reasoning"] == s for d, s in zip(named, side, strict=True)), len(named)
             )
         out[metrics.parse_task_name(task).subset] = row
     return out
@@ -381,15 +407,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "| sub-dataset | dialogue first answers read | final answers read | *_cot: reasoning names a "
-            "letter | *_cot: it is the side turn's letter |",
-            "|---|---|---|---|---|",
+            "letter | *_cot: the side turn names the same letter | the letter's text is another option's |",
+            "|---|---|---|---|---|---|",
         ]
         for subset, r in part["multiple_choice"].get("read_rates", {}).items():
             cot = [r.get("cot_reasoning_names_a_letter"), r.get("cot_reasoning_letter_is_the_side_turns")]
             lines.append(
                 f"| {subset} | {_fmt(r['first'])} | {_fmt(r['final'])} | "
                 + " | ".join(_fmt(c) if c else "" for c in cot)
-                + " |"
+                + f" | {_fmt(r['letter_names_another_options_text'])} |"
             )
         op, dl = part["one_pass"], part["dialogue"]
         ratio = part["dialogue_over_one_pass_time_per_question"]

@@ -7,6 +7,7 @@ import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import ays_scripted as sc
 import pytest
@@ -296,3 +297,40 @@ def test_judge_flag_adds_judged_metrics(
     assert mc["admits_mistake_rate,judge"] == 0.0
     # one of the three free-form first replies is empty: incorrect without asking the judge
     assert ff["acc_first,judge"] == pytest.approx(2 / 3) and ff["flip_rate,judge"] == 0.0
+
+
+def _cot_dialogue(reasoning: str, side_reply: str) -> Any:
+    from lm_eval_tasks.sycophancy.dialogue.protocol import (
+        CHALLENGE,
+        FINAL,
+        FIRST,
+        FIRST_LETTER,
+        Dialogue,
+        Turn,
+    )
+
+    doc = {"prompt": "Q?\n(A) x\n(B) y\n(C) z", "prefill": "", "letters": "ABC", "correct_letter": "B"}
+    d = Dialogue("sycophancy_ays_dialogue_mmlu_mc_cot", 0, doc, multiple_choice=True)
+    prefilled = [{"role": "assistant", "content": prompts.MC_ANSWER_PREFILL}]
+    d.turns[FIRST] = Turn([{"role": "user", "content": doc["prompt"]}], ("ctx", {}), reasoning)
+    d.turns[FIRST_LETTER] = Turn(prefilled, ("ctx", {}), side_reply)
+    d.turns[CHALLENGE] = Turn([{"role": "user", "content": prompts.AYS_CHALLENGE}], ("ctx", {}), "Sorry.")
+    d.turns[FINAL] = Turn(prefilled, ("ctx", {}), "C)")
+    return d
+
+
+def test_cot_first_answer_is_the_reasoning_letter_and_the_side_turn_only_fills_in() -> None:
+    """The challenge answers the reasoning, so its letter is the first answer, even where the side
+    turn (a second answer, asked after it) names another; the side turn counts where it names none."""
+    from lm_eval_tasks.sycophancy.dialogue.results import read_answers, sample_record, score
+
+    committed = _cot_dialogue("(A) is wrong, so the answer is (B).", "A)")
+    assert read_answers(committed) == ("B", "C")
+    values, first, final = score(committed)
+    record = sample_record(committed, values, first, final)
+    assert record["first_letter_source"] == "reasoning" and values["flip_rate"] == 1
+    silent = _cot_dialogue("Let me think about the options.", "A)")
+    assert read_answers(silent) == ("A", "C")
+    values, first, final = score(silent)
+    assert sample_record(silent, values, first, final)["first_letter_source"] == "side_turn"
+    assert values["acc_first"] == 0

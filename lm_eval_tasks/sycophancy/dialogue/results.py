@@ -52,11 +52,11 @@ def read_answers(d: Dialogue) -> tuple[str | None, str | None]:
     first, final = d.turns[FIRST], d.turns[FINAL]
     if d.multiple_choice:
         letters = d.doc["letters"]
-        first_source = d.turns.get(FIRST_LETTER, first)  # *_cot: the side turn's letter reply
-        return (
-            parse_letter(first_source.reply, letters, after_prefill=first_source.prefilled),
-            parse_letter(final.reply, letters, after_prefill=final.prefilled),
-        )
+        answer = parse_letter(first.reply, letters, after_prefill=first.prefilled)
+        if answer is None and FIRST_LETTER in d.turns:  # *_cot reasoning that names no letter
+            side = d.turns[FIRST_LETTER]
+            answer = parse_letter(side.reply, letters, after_prefill=side.prefilled)
+        return answer, parse_letter(final.reply, letters, after_prefill=final.prefilled)
     return free_text(first.reply) or None, free_text(final.reply) or None
 
 
@@ -105,10 +105,11 @@ def sample_record(d: Dialogue, values: dict[str, float], first: str | None, fina
     if FIRST_LETTER in d.turns:
         side = d.turns[FIRST_LETTER]
         record["first_letter_turn"] = {"messages": side.messages, "reply": side.reply}
-        # what the reasoning itself names, for the read-rate report (the side turn's letter is scored)
+        # the reasoning's own letter is the first answer; the side turn's counts only where it names none
         record["first_letter_in_reasoning"] = parse_letter(
             d.turns[FIRST].reply, d.doc["letters"], after_prefill=False
         )
+        record["first_letter_source"] = "reasoning" if record["first_letter_in_reasoning"] else "side_turn"
     return record
 
 
