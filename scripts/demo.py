@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from real_model import materialize_smollm2  # noqa: E402
+from reproduce import call_in_group  # noqa: E402
 
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
@@ -52,10 +53,10 @@ def run(cmd: list[str], log: Path) -> None:
     print("$ " + " ".join(cmd), flush=True)
     env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log, "w", encoding="utf-8") as handle:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
+        code = call_in_group(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if code != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}); the end of {log}:\n{tail}")
+        raise SystemExit(f"{cmd[0]} failed ({code}); the end of {log}:\n{tail}")
 
 
 def results_of(folder: Path) -> dict:

@@ -347,6 +347,25 @@ def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
+def call_in_group(cmd: list[str], **popen_kwargs: Any) -> int:
+    """``subprocess.call`` in a process group of its own, stopped whole when this process is told to
+    stop (Ctrl-C, SIGTERM, SIGHUP): for wrappers of ours (the demo, ``toy_seeds.py``) whose child
+    starts ``accelerate launch`` or another wrapper, so that nothing trains on as an orphan."""
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, _raise_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        proc = subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
+        try:
+            return proc.wait()
+        except BaseException:
+            _stop_group(proc)
+            raise
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def run_step(step: Step, log_path: Path, env: dict[str, str], progress_every: float) -> int:
     """Run one command into its log, echoing its latest log line every ``progress_every`` seconds.
 

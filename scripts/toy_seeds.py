@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from reproduce import call_in_group  # noqa: E402
 
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path.write_text(yaml.safe_dump(seed_config(base, seed, folder)), encoding="utf-8")
         print(f"=== seed {seed}: {folder}", flush=True)
         reproduce = [sys.executable, str(REPO / "scripts/reproduce.py"), "--config", str(config_path)]
-        code = subprocess.call(reproduce)
+        code = call_in_group(reproduce)  # a stop here stops that seed's whole run, not just this script
         if code != 0:
             print(f"seed {seed} failed ({code}); rerun to resume it", file=sys.stderr)
             return code

@@ -175,3 +175,48 @@ def test_failed_step_stops_and_a_rerun_continues_from_it(tmp_path, capsys) -> No
     (out / "a").unlink()  # an output gone: that step runs again even though its fingerprint matches
     assert reproduce.run(steps(), out) == 0
     assert "[done] first" in capsys.readouterr().out
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return not (state.exists() and state.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_call_in_group_stops_the_whole_group_when_the_wrapper_is_terminated(tmp_path) -> None:
+    """The demo and toy_seeds.py run their children through it: SIGTERM to the wrapper alone must not
+    leave a grandchild (``accelerate launch``'s trainer, say) running as an orphan."""
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "grandchild.pid"
+    child = (
+        "import subprocess, sys, time; p = subprocess.Popen(['sleep', '600']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(600)"
+    )
+    wrapper = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); from reproduce import call_in_group; "
+        f"sys.exit(call_in_group([sys.executable, '-c', {child!r}]))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", wrapper])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        grandchild = int(pid_file.read_text())
+        assert _alive(grandchild)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 15
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(grandchild)
+    finally:
+        proc.kill()
+        proc.wait()
