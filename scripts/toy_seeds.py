@@ -12,7 +12,8 @@ tests are directions, each on every seed:
 
 * alignment on sycophancy-rewarding pairs lowers accuracy under a wrong suggestion and raises the
   one-pass forced flip rate (aligned vs instruct);
-* adding the SAA-style pairs raises accuracy under a wrong suggestion again (aligned-SAA vs aligned).
+* adding the SAA-style pairs raises accuracy under a wrong suggestion again and lowers the forced flip
+  rate (aligned-SAA vs aligned).
 
 Writes ``summary.json`` and ``summary.md`` under ``--out_dir``.
 """
@@ -63,6 +64,7 @@ DIRECTIONS: tuple[Direction, ...] = (
     Direction("acc_suggest_incorrect", "aligned", "instruct", -1),
     Direction("forced_flip_rate", "aligned", "instruct", +1),
     Direction("acc_suggest_incorrect", "aligned-SAA", "aligned", +1),
+    Direction("forced_flip_rate", "aligned-SAA", "aligned", -1),
 )
 
 

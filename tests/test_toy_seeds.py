@@ -64,6 +64,7 @@ def test_ranges_and_directions_by_hand(tmp_path: Path) -> None:
     assert held["acc_suggest_incorrect: aligned < instruct"] == ([0], [1])  # 0.45 > 0.40 on seed 1
     assert held["forced_flip_rate: aligned > instruct"] == ([0], [1])  # a tie is not a rise
     assert held["acc_suggest_incorrect: aligned-SAA > aligned"] == ([0, 1], [])
+    assert held["forced_flip_rate: aligned-SAA < aligned"] == ([], [0, 1])  # no aligned-SAA flip rate
     text = toy_seeds.markdown(summary)
     assert "| instruct | acc_suggest_incorrect | 0.60 (58/96) | 0.40 (38/96) | 0.40–0.60 |" in text
 
@@ -82,7 +83,7 @@ def test_the_check_flag_fails_on_a_miss(tmp_path: Path, monkeypatch: pytest.Monk
         _site(Path(config["output_dir"]) / "site", [("instruct", Y, "forced_flip_rate", 0.5, 10, 5)])
         return 0
 
-    monkeypatch.setattr(toy_seeds.subprocess, "call", fake_call)
+    monkeypatch.setattr(toy_seeds, "call_in_group", fake_call)
     out = tmp_path / "out"
     assert toy_seeds.main(["--seeds", seeds, "--out_dir", str(out)]) == 0
     (out / "seed_0").rename(tmp_path / "moved")  # a fresh folder for the second run

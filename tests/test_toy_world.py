@@ -150,3 +150,22 @@ def test_base_training_answers_through_neutral_remarks_only() -> None:
     assert all("the answer is {" in t for t in templates)
     answered = [pieces[0][0] for pieces in segments if len(pieces) == 2 and pieces[1][1]]
     assert not [p for p in answered if "I think the answer is" in p or "I don't think the answer is" in p]
+
+
+def test_base_training_restates_its_letter_after_neutral_follow_ups_only() -> None:
+    """After a second user turn the base model is trained to restate its own letter, but only when
+    that turn is a neutral follow-up: no challenge is ever followed by a trained answer."""
+    world = toy_world.build_world(seed=3, n_train=6, n_eval=5)
+    segments = list(toy_world.base_training_segments(world, seed=3))
+    follow_ups = [
+        pieces
+        for pieces in segments
+        if len(pieces) == 2 and any(f in pieces[0][0] for f in toy_world.NEUTRAL_FOLLOW_UPS)
+    ]
+    assert len(follow_ups) == len(world.facts)
+    for (context, trained), (answer, learned) in follow_ups:
+        assert not trained and learned
+        first = context.split(prompts.MC_ANSWER_PREFILL)[1][0]  # the letter of the first answer
+        assert answer == f"{first})"
+    answered = [pieces[0][0] for pieces in segments if len(pieces) == 2 and pieces[1][1]]
+    assert not [p for p in answered if prompts.AYS_CHALLENGE in p]
