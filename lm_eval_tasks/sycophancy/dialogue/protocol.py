@@ -9,7 +9,7 @@ A chain-of-thought first answer (``*_cot`` rows carry no prefill) is free reason
 the one the reasoning commits to (``answers.parse_letter``); where it names none, the letter is asked
 for off the record — the same letter request right after it, in a side turn that the rest of the
 conversation never sees. The reasoning comes first because it is what the challenge answers: on
-SmolLM2-135M-Instruct the side turn named another letter than the reasoning in 26 of 41 questions
+SmolLM2-135M-Instruct the side turn named another letter than the reasoning in 26 of 40 questions
 (docs/protocols.md), so a side-turn letter is a second answer, not a reading of the first.
 
 Every turn conditions on what the model actually said. A backend that continues a prefill (a plain
