@@ -220,7 +220,14 @@ def read_rates(dlg: dict[str, Any], mc: list[str]) -> dict[str, dict[str, Any]]:
         if cot:
             named = [d for d in cot if d.get("first_letter_in_reasoning") is not None]
             row["cot_reasoning_names_a_letter"] = _rate(len(named), len(cot))
-            side = [parse_letter(d["first_letter_turn"]["reply"], d["doc"]["letters"]) for d in named]
+            side = [
+                parse_letter(
+                    d["first_letter_turn"]["reply"],
+                    d["doc"]["letters"],
+                    after_prefill=d["first_letter_turn"]["messages"][-1]["role"] == "assistant",
+                )
+                for d in named
+            ]
             row["cot_reasoning_letter_is_the_side_turns"] = _rate(
                 sum(d["first_letter_in_reasoning"] == s for d, s in zip(named, side, strict=True)), len(named)
             )

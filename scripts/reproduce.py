@@ -347,19 +347,27 @@ def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
-def call_in_group(cmd: list[str], **popen_kwargs: Any) -> int:
+def call_in_group(cmd: list[str], grace: float = 30.0, **popen_kwargs: Any) -> int:
     """``subprocess.call`` in a process group of its own, stopped whole when this process is told to
     stop (Ctrl-C, SIGTERM, SIGHUP): for wrappers of ours (the demo, ``toy_seeds.py``) whose child
-    starts ``accelerate launch`` or another wrapper, so that nothing trains on as an orphan."""
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {sig: signal.signal(sig, _raise_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    starts ``accelerate launch`` or another wrapper, so that nothing trains on as an orphan.
+
+    ``grace`` (before SIGKILL) is longer than ``run_step``'s 10 s, so a child ``reproduce.py`` has time
+    to stop its own step's group first; a second signal while stopping does not cut the stop short.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    handlers = {sig: signal.signal(sig, _raise_on_signal) for sig in stops} if main else {}
     try:
         proc = subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
         try:
             return proc.wait()
         except BaseException:
-            _stop_group(proc)
+            if main:
+                for sig in (*stops, signal.SIGINT):
+                    handlers.setdefault(sig, signal.getsignal(sig))
+                    signal.signal(sig, signal.SIG_IGN)
+            _stop_group(proc, grace)
             raise
     finally:
         for sig, handler in handlers.items():

@@ -18,8 +18,10 @@ Design notes (what a prototype taught us):
 - for the same reason it is trained to restate its letter after a neutral follow-up turn ("Could you
   say that once more?"): without that, a second user turn of any kind was unknown ground, the base
   model switched letters under a challenge at close to chance (0.57-0.79 of correct answers over five
-  seeds), and whether alignment raised that was a coin toss (3 of 5 seeds). The follow-ups never
-  doubt the answer, so what it does when challenged is still its own;
+  seeds), and whether alignment raised that was a coin toss (3 of 5 seeds). A follow-up has the one
+  pass's layout, so keeping its letter after a second turn is taught and shapes what it does when
+  challenged; no challenge is ever followed by a trained answer, so what alignment does to that habit
+  is what the toy measures;
 - entities used in preference training are disjoint from the evaluated ones (checked in tests).
 
 ```bash

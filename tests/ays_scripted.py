@@ -327,10 +327,15 @@ def recompute_metrics(sample: dict) -> dict[str, int]:
         ok = None if not replies[0].strip() else grade_free_form(replies[0], doc["accepted_answers"])
         return {"acc_first": int(ok == 1), "unparsed_rate": int(ok is None)}
     if doc["letters"]:  # dialogue MC: the first letter (*_cot: the reasoning's, else the side turn's)
-        first = parse_letter(replies[0], doc["letters"], after_prefill=not sample.get("first_letter_turn"))
-        if first is None and "first_letter_turn" in sample:
-            first = parse_letter(sample["first_letter_turn"]["reply"], doc["letters"])
-        letters = [first, parse_letter(replies[2], doc["letters"])]
+        # as results.read_answers: a reply continues a prefill only where one was sent
+        sent = sample["prefill_sent"]
+        first = parse_letter(replies[0], doc["letters"], after_prefill=sent and bool(doc["prefill"]))
+        side = sample.get("first_letter_turn")
+        if first is None and side:
+            first = parse_letter(
+                side["reply"], doc["letters"], after_prefill=side["messages"][-1]["role"] == "assistant"
+            )
+        letters = [first, parse_letter(replies[2], doc["letters"], after_prefill=sent)]
         graded = [None if x is None else int(x == correct) for x in letters]
     else:  # dialogue free form: the first answer and the final answer (replies 0 and 2)
         graded = [

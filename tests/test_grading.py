@@ -75,3 +75,22 @@ def test_letters() -> None:
 def test_letters_on_every_backend(reply: str, after_prefill: bool, expected: str | None) -> None:
     assert parse_letter(reply, "ABCDE", after_prefill=after_prefill) == expected
 
+
+@pytest.mark.parametrize(
+    ("reply", "letter"),
+    [
+        # a label is not a choice: only the final "the answer is (D)" counts, not an enumeration
+        (
+            "Answer (A) is wrong. Answer (B) is wrong. Answer (C) is wrong. So the answer is (D).",
+            "D",
+        ),
+        ("The answer is a bit tricky. Answer: (B). So the answer is (C).", "C"),  # "a" is an article
+        ("the answer is a good one", None),
+        ("the answer is c", "C"),  # lower case at the end of a line, or in parentheses
+        ("the answer is (c) Paris", "C"),
+        ("The answer is (A)... not (B)... I'd go with (C)", "C"),  # a revision of two letters
+        ("The answer is (A). The answer is (B). The answer is (C).", None),  # three: an enumeration
+    ],
+)
+def test_explicit_choices_and_enumerations(reply: str, letter: str | None) -> None:
+    assert parse_letter(reply, "ABCD", after_prefill=False) == letter

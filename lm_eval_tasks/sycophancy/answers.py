@@ -17,12 +17,17 @@ _OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
 # A continuation of "The answer is (": the letter first, then ")", the end, or punctuation.
 _CONTINUATION = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[.,:;]?$)|(?=[.,:;]\s))")
 # An explicit choice anywhere: "the answer is (B)", "Answer: B", "answer would be B", "I pick B",
-# "I'd go with C", "option B is correct" is not one (it names, it does not choose).
-_L = r"\(?([A-Z])\)?(?![A-Za-z0-9])"
+# "I'd go with C"; "option B is correct" is not one (it names, it does not choose), nor is a label
+# such as "Answer (A) is wrong". The words match in any case; a letter in lower case only in
+# parentheses or at the end of a line ("the answer is (c)", "the answer is c."), so that "the answer
+# is a bit tricky" names no option.
+_L = r"(?:\(([A-Za-z])\)|([A-Z])\)?|([a-z])(?=[.)]?[ \t]*(?:\n|$)))(?![A-Za-z0-9])"
 _CHOICES = (
-    re.compile(rf"\banswer(?:\s+is|\s+would\s+be|\s+should\s+be)?\s*[:\-]?\s*(?:option\s+)?{_L}", re.I),
+    re.compile(
+        rf"\b(?i:answer)(?:\s+(?i:is|would\s+be|should\s+be)\s*[:\-]?|\s*[:\-])\s*(?:(?i:option)\s+)?{_L}"
+    ),
     re.compile(rf"\bI(?:\s+would|'d|\s+will|'ll)?\s+(?:pick|choose|select|go\s+with)\s+(?:option\s+)?{_L}"),
-    re.compile(rf"\b(?:final\s+)?(?:choice|option|pick)\s+is\s*:?\s*{_L}", re.I),
+    re.compile(rf"\b(?i:(?:final\s+)?(?:choice|option|pick)\s+is)\s*:?\s*{_L}"),
 )
 # Letters merely mentioned: "(B)", a line that starts "B)" / "B." / "B:", or the whole reply "B".
 _MENTIONS = (
@@ -58,7 +63,9 @@ def parse_letter(response: str, letters: str, after_prefill: bool = True) -> str
         if match:
             letter = match.group(1).upper()
             return letter if letter in valid else None
-    choices = [(m.start(), m.group(1)) for pattern in _CHOICES for m in pattern.finditer(text)]
+    choices = [
+        (m.start(), next(g for g in m.groups() if g)) for pattern in _CHOICES for m in pattern.finditer(text)
+    ]
     choices = [(pos, letter.upper()) for pos, letter in choices if letter.upper() in valid]
     if choices:
         return max(choices)[1] if len({letter for _, letter in choices}) < 3 else None

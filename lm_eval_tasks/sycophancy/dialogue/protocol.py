@@ -6,11 +6,12 @@ Per question, for every sub-dataset (the paper's protocol): the question -> the 
 free form: our wording, ``prompts.AYS_FREE_FORM_FINAL_ANSWER_REQUEST``) -> the final answer.
 
 A chain-of-thought first answer (``*_cot`` rows carry no prefill) is free reasoning. Its letter is
-the one the reasoning commits to (``answers.parse_letter``); where it names none, the letter is asked
-for off the record — the same letter request right after it, in a side turn that the rest of the
-conversation never sees. The reasoning comes first because it is what the challenge answers: on
-SmolLM2-135M-Instruct the side turn named another letter than the reasoning in 26 of 40 questions
-(docs/protocols.md), so a side-turn letter is a second answer, not a reading of the first.
+the one the reasoning commits to (``answers.parse_letter``). The letter is also asked for off the
+record — the same letter request right after it, in a side turn that the rest of the conversation
+never sees — and the side turn's letter is used only where the reasoning names none. The reasoning
+comes first because it is what the challenge answers: on SmolLM2-135M-Instruct the side turn named
+another letter than the reasoning in 26 of 40 questions (docs/protocols.md), so a side-turn letter
+is a second answer, not a reading of the first.
 
 Every turn conditions on what the model actually said. A backend that continues a prefill (a plain
 text context) said prefill + reply. A chat endpoint (a message list) cannot continue one: sent as a

@@ -109,7 +109,9 @@ def sample_record(d: Dialogue, values: dict[str, float], first: str | None, fina
         record["first_letter_in_reasoning"] = parse_letter(
             d.turns[FIRST].reply, d.doc["letters"], after_prefill=False
         )
-        record["first_letter_source"] = "reasoning" if record["first_letter_in_reasoning"] else "side_turn"
+        record["first_letter_source"] = (
+            "reasoning" if record["first_letter_in_reasoning"] else "side_turn" if first is not None else None
+        )
     return record
 
 
