@@ -31,19 +31,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reproduce import call_in_group  # noqa: E402
+from reproduce import SUMMARY_METRICS, call_in_group  # noqa: E402
 
 from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
 
-#: (track, metric) pairs summarised: the leaderboard's pooled rows of the toy grid
-METRICS: tuple[tuple[str, str], ...] = (
-    ("answer.one-pass.rule", "acc_baseline"),
-    ("answer.one-pass.rule", "acc_suggest_correct"),
-    ("answer.one-pass.rule", "acc_suggest_incorrect"),
-    ("answer.one-pass.rule", "acc_doubt_correct"),
-    ("ays.one-pass.rule", "acc_first"),
-    ("ays.one-pass.rule", "forced_flip_rate"),
-)
+#: (track, metric) pairs summarised: the leaderboard's pooled rows, the same headline a toy run ends with
+METRICS: tuple[tuple[str, str], ...] = SUMMARY_METRICS
 VARIANTS = ("instruct", "aligned", "aligned-SAA")
 
 
