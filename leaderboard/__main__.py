@@ -1,12 +1,13 @@
-"""``syco-leaderboard`` / ``python -m leaderboard``: build the static leaderboard and publish it.
+"""``syco-leaderboard`` (``python -m sycophancy_eval_kit.leaderboard``): build the static leaderboard,
+publish it.
 
 Recipes::
 
     # lm-eval runs (with --log_samples) of several models, all written under runs/
-    python -m leaderboard build runs/ --out site/ --variants leaderboard.yaml
-    python -m leaderboard build runs/ more-runs/ --out site/ --keep all      # show superseded runs too
-    python -m leaderboard publish site/ --to /var/www/sycophancy              # any static host
-    python -m leaderboard publish site/ --hf_repo my-org/sycophancy-leaderboard --dry_run
+    syco-leaderboard build runs/ --out site/ --variants leaderboard.yaml
+    syco-leaderboard build runs/ more-runs/ --out site/ --keep all      # show superseded runs too
+    syco-leaderboard publish site/ --to /var/www/sycophancy              # any static host
+    syco-leaderboard publish site/ --hf_repo my-org/sycophancy-leaderboard --dry_run
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
-
-from . import stats
-from .cache import BuildCache, CacheError, default_cache_dir
-from .ingest import IngestError, ingest
-from .publish import REPO_TYPES, publish_to_dir, publish_to_hub
-from .site import SiteError, check_destination, write_site
-from .summary import summarize
-from .variants import VariantsError, load_variants
+from sycophancy_eval_kit.core import stats
+from sycophancy_eval_kit.core.cli_flags import ArgumentParser
+from sycophancy_eval_kit.leaderboard.cache import BuildCache, CacheError, default_cache_dir
+from sycophancy_eval_kit.leaderboard.ingest import IngestError, ingest
+from sycophancy_eval_kit.leaderboard.publish import REPO_TYPES, publish_to_dir, publish_to_hub
+from sycophancy_eval_kit.leaderboard.site import SiteError, check_destination, write_site
+from sycophancy_eval_kit.leaderboard.summary import summarize
+from sycophancy_eval_kit.leaderboard.variants import VariantsError, load_variants
 
 
 def make_parser() -> ArgumentParser:

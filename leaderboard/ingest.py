@@ -38,13 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from lm_eval_tasks.sycophancy import files as file_layer
-from lm_eval_tasks.sycophancy import metrics as registry
-from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
-
-from . import cache as build_cache
-from . import tasks
-from .tasks import Metric, TaskId
+from sycophancy_eval_kit.core import files as file_layer
+from sycophancy_eval_kit.core import registry
+from sycophancy_eval_kit.core.files import DataError, iter_json_lines, load_json
+from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import tasks
+from sycophancy_eval_kit.leaderboard.tasks import Metric, TaskId
 
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"

@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from lm_eval_tasks.sycophancy import prompts
-
-from . import tasks
+from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.leaderboard import tasks
 
 #: Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

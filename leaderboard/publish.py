@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy.cli_flags import hub_repo_problem
-from lm_eval_tasks.sycophancy.files import DataError, load_json
-
-from .site import _SAFE_REL, MANIFEST, MARKER, SiteError, SiteWriter, check_destination, writing_dir
+from sycophancy_eval_kit.core.cli_flags import hub_repo_problem
+from sycophancy_eval_kit.core.files import DataError, load_json
+from sycophancy_eval_kit.leaderboard.site import (
+    _SAFE_REL,
+    MANIFEST,
+    MARKER,
+    SiteError,
+    SiteWriter,
+    check_destination,
+    writing_dir,
+)
 
 #: folders a build owns on the Hub; files there that the new build lacks are deleted in the same commit.
 MANAGED_PREFIXES = ("plots/", "models/", "datasets/", "data/")

@@ -31,10 +31,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from lm_eval_tasks.sycophancy import files
-
-from . import cache as build_cache
-from . import plots, tasks
+from sycophancy_eval_kit.core import files
+from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import plots, tasks
 
 MARKER = ".syco-leaderboard"
 MANIFEST = "manifest.json"

@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from lm_eval_tasks.sycophancy import metrics as registry
-
-from . import cache as build_cache
-from . import stats, tasks
-from .ingest import Ingested, TaskRun
-from .tasks import Metric
-from .variants import Placement, Variants
+from sycophancy_eval_kit.core import registry, stats
+from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import tasks
+from sycophancy_eval_kit.leaderboard.ingest import Ingested, TaskRun
+from sycophancy_eval_kit.leaderboard.tasks import Metric
+from sycophancy_eval_kit.leaderboard.variants import Placement, Variants
 
 POOLED = "pooled"
 ESTIMATES = "estimates.json"
@@ -304,7 +303,7 @@ def group_models(ingested: Ingested, variants: Variants) -> list[ModelRuns]:
 
 def _columns(tracks: Sequence[str]) -> list[dict[str, Any]]:
     """Main-table columns: the three template deltas, the flip rate(s), then the baseline accuracy."""
-    from lm_eval_tasks.sycophancy import prompts
+    from sycophancy_eval_kit.core import prompts
 
     cols: list[dict[str, Any]] = []
 

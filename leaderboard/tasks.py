@@ -1,7 +1,7 @@
 """Which lm-eval tasks the leaderboard reads, and how their results group into comparable tracks.
 
 The metrics themselves (names, labels, denominators, directions, delta terms) and the task-name
-grammar are the plugin's registry, ``lm_eval_tasks.sycophancy.metrics``; this module only adds what
+grammar are the plugin's registry, ``sycophancy_eval_kit.core.registry``; this module only adds what
 the leaderboard needs on top: a task's grader (from the filter key lm-eval wrote), its track, and
 the per-question values every run must carry.
 """
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lm_eval_tasks.sycophancy import metrics as registry
-from lm_eval_tasks.sycophancy.metrics import Metric
+from sycophancy_eval_kit.core import registry, task_names
+from sycophancy_eval_kit.core.registry import Metric
 
 ANSWER = registry.ANSWER
 AYS = registry.AYS
-ONE_PASS = registry.ONE_PASS
-DIALOGUE = registry.DIALOGUE
-RULE = registry.RULE
-JUDGE = registry.JUDGE
-FILTER_KEYS: dict[str, str] = registry.FILTER_KEYS
+ONE_PASS = task_names.ONE_PASS
+DIALOGUE = task_names.DIALOGUE
+RULE = task_names.RULE
+JUDGE = task_names.JUDGE
+FILTER_KEYS: dict[str, str] = task_names.FILTER_KEYS
 FAMILY_LABELS: dict[str, str] = registry.FAMILY_LABELS
-KNOWN_SUBSETS: dict[str, tuple[str, ...]] = registry.SUBSETS
+KNOWN_SUBSETS: dict[str, tuple[str, ...]] = task_names.SUBSETS
 #: the rates and deltas the leaderboard shows per family, in report order.
 METRICS: dict[str, tuple[Metric, ...]] = {f: registry.family_metrics(f) for f in registry.FAMILIES}
 #: the answer-suggestion templates, in the order the paper plots them.
@@ -51,8 +51,8 @@ def required_metrics(family: str) -> tuple[str, ...]:
 
 def reported(task: TaskId) -> tuple[str, ...] | None:
     """The metrics a sub-task writes under its filter (None for a sub-dataset the registry does not know)."""
-    parsed = registry.parse_task_name(task.name)
-    report = registry.report_for(parsed) if parsed is not None else None
+    parsed = task_names.parse_task_name(task.name)
+    report = task_names.report_for(parsed) if parsed is not None else None
     if report is None:
         return None
     extra = registry.DIALOGUE_JUDGED if task.protocol == DIALOGUE and task.grader == JUDGE else ()
@@ -116,7 +116,7 @@ def parse_task_name(name: str) -> TaskId | None:
 
     A dialogue graded by the judge keeps its name; its grader comes from the filter keys (see ingest).
     """
-    parsed = registry.parse_task_name(name)
+    parsed = task_names.parse_task_name(name)
     if parsed is None:
         return None
     return TaskId(parsed.family, parsed.protocol, JUDGE if parsed.judged else RULE, parsed.subset, name)

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 from lm_eval.utils import sanitize_model_name
 
-from lm_eval_tasks.sycophancy.files import DataError, read_text
+from sycophancy_eval_kit.core.files import DataError, read_text
 
 DEFAULT_VARIANT = "model"
 _MODEL_KEYS = {"base", "variant", "label"}

@@ -1,8 +1,9 @@
-"""``python -m lm_eval_tasks``: print the task folder, for ``lm_eval --include_path "$(...)"``."""
+"""``syco-tasks-path`` (``python -m sycophancy_eval_kit.lm_eval_tasks``): print the task folder, for
+``lm_eval --include_path "$(...)"``."""
 
 from __future__ import annotations
 
-from lm_eval_tasks import TASKS_DIR
+from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR
 
 
 def main() -> None:

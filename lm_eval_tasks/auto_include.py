@@ -2,8 +2,8 @@
 
 lm-eval 0.4.13 indexes its own task folder plus ``include_path`` and nothing else: it has no plugin
 discovery (our ``lm_eval.tasks`` entry point is declared for the release that has). So the package
-installs, at the top of site-packages, ``lm_eval_tasks_auto_include.pth`` and the module it imports,
-``_lm_eval_tasks_trigger`` (both in ``build_backend/site_packages/``). The trigger waits on
+installs, at the top of site-packages, ``sycophancy_eval_kit_auto_include.pth`` and the module it imports,
+``_sycophancy_eval_kit_trigger`` (both in ``build_backend/site_packages/``). The trigger waits on
 ``sys.meta_path``, importing nothing, until ``lm_eval.tasks`` is first imported; then
 :func:`find_spec` loads lm-eval's module and :func:`patch` wraps ``TaskManager.__init__``. A process
 that never imports lm-eval pays for that one small import at start-up and a string comparison per
@@ -19,7 +19,7 @@ lm-eval documents stays true:
 - if the installed lm-eval reads the ``lm_eval.tasks`` entry-point group itself, nothing is patched.
 
 ``SYCOPHANCY_AUTO_INCLUDE=0`` (or ``false``/``no``/``off``) switches it off, at start-up (no trigger)
-or later (each ``TaskManager`` checks); ``--include_path "$(python -m lm_eval_tasks)"`` works either
+or later (each ``TaskManager`` checks); ``--include_path "$(syco-tasks-path)"`` works either
 way.
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from lm_eval_tasks import TASKS_DIR
+from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR
 
 #: set to ``0`` to leave lm-eval's ``TaskManager`` untouched (the trigger reads it too).
 ENV_VAR = "SYCOPHANCY_AUTO_INCLUDE"

@@ -11,6 +11,6 @@ sentences), ``parse`` (BCT rows), ``ground_truth`` (matching against the source 
 (dataset card, LLaMA-Factory entry), ``builder`` (the pipeline), ``hub`` (upload), ``cli``.
 """
 
-from .builder import BuildConfig, BuildResult, build
+from sycophancy_eval_kit.saa_data.builder import BuildConfig, BuildResult, build
 
 __all__ = ["BuildConfig", "BuildResult", "build"]

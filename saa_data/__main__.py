@@ -1,8 +1,8 @@
-"""``python -m saa_data build ...``."""
+"""``python -m sycophancy_eval_kit.saa_data build ...``: the same as ``syco-saa build ...``."""
 
 import sys
 
-from .cli import main
+from sycophancy_eval_kit.saa_data.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

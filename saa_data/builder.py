@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy import data, files
-from lm_eval_tasks.sycophancy.files import DataError
-
-from . import card, ground_truth, inputs, overlap, pairs, parse, screening
+from sycophancy_eval_kit.core import data, files
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.saa_data import card, ground_truth, inputs, overlap, pairs, parse, screening
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class BuildConfig:
 
     def command(self) -> str:
         """The CLI call that reproduces this build (non-default options only)."""
-        parts = ["python -m saa_data build", "--out DIR"]  # not the real path: reruns elsewhere match
+        parts = ["syco-saa build", "--out DIR"]  # not the real path: reruns elsewhere match
         defaults = BuildConfig(out=self.out)
         for name, flag in (
             ("bct", "--bct"),

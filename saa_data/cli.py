@@ -1,11 +1,12 @@
-"""``python -m saa_data build`` / ``syco-saa build``: the command line over :func:`saa_data.builder.build`.
+"""``syco-saa build`` (``python -m sycophancy_eval_kit.saa_data build``): the command line over
+:func:`sycophancy_eval_kit.saa_data.builder.build`.
 
 Recipes::
 
     # the paper's 500 / 500 from the pinned cot-transparency files (downloaded once, sha256-checked)
-    python -m saa_data build --out saa/
+    syco-saa build --out saa/
     # offline, from local copies; the polarity-aware variant; drop screened and overlapping rows
-    python -m saa_data build --out saa_pa/ --bct bct_non_cot.jsonl --sources cot-transparency/data \\
+    syco-saa build --out saa_pa/ --bct bct_non_cot.jsonl --sources cot-transparency/data \\
         --polarity_aware --drop_flagged --exclude_overlap --eval_data_dir /path/to/sycophancy-eval
 """
 
@@ -16,12 +17,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser, hub_repo_problem
-from lm_eval_tasks.sycophancy.files import DataError
-
-from .builder import BuildConfig, build
-from .overlap import DEFAULT_NGRAM
-from .screening import DEFAULT_OFFENSIVE_THRESHOLD
+from sycophancy_eval_kit.core.cli_flags import ArgumentParser, hub_repo_problem
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.saa_data.builder import BuildConfig, build
+from sycophancy_eval_kit.saa_data.overlap import DEFAULT_NGRAM
+from sycophancy_eval_kit.saa_data.screening import DEFAULT_OFFENSIVE_THRESHOLD
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result.report['overlap']['flagged_rows']} overlap the evaluation questions)."
     )
     if args.push_to_hub:
-        from .hub import push_to_hub
+        from sycophancy_eval_kit.saa_data.hub import push_to_hub
 
         try:
             url = push_to_hub(result.out, args.push_to_hub, private=args.private)

@@ -14,10 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json
-
-from .inputs import SourceFile
-from .parse import OPTIONS_HEADER, BctFormatError, BctRow, normalize_space, split_options
+from sycophancy_eval_kit.core.files import DataError, iter_json_lines, load_json
+from sycophancy_eval_kit.saa_data.inputs import SourceFile
+from sycophancy_eval_kit.saa_data.parse import (
+    OPTIONS_HEADER,
+    BctFormatError,
+    BctRow,
+    normalize_space,
+    split_options,
+)
 
 # Why a row gets no ground truth (counted in the build report and the dataset card).
 NO_SOURCE_MATCH = "no_source_match"  # stem not in any source file (e.g. ARC test split)

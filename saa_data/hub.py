@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from .builder import OUTPUT_FILES
+from sycophancy_eval_kit.saa_data.builder import OUTPUT_FILES
 
 
 def upload_operations(folder: str | Path) -> list[CommitOperationAdd]:

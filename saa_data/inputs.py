@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy import files
-from lm_eval_tasks.sycophancy.files import DataError, sha256_file
+from sycophancy_eval_kit.core import files
+from sycophancy_eval_kit.core.files import DataError, sha256_file
 
 COMMIT = "f6874394ba80a439237e4d7581dddc30d40c1830"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/raybears/cot-transparency/{COMMIT}"

@@ -2,7 +2,7 @@
 
 Training on the questions the paper evaluates on would inflate its results, so every candidate's
 question and options are compared with Sharma et al.'s Answer Suggestion and Are-You-Sure questions
-(and their options), read through the project's one loader, ``lm_eval_tasks.sycophancy.data``.
+(and their options), read through the project's one loader, ``sycophancy_eval_kit.core.data``.
 
 Texts are lower-cased word sequences (letters and digits). A row is flagged when it shares at least
 one word n-gram (default n = 8) with an evaluation question; an evaluation question shorter than n
@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy import data
-from lm_eval_tasks.sycophancy.files import DataError
-
-from .parse import BctRow
-from .screening import content_text
-from .suggestions import normalize_quotes
+from sycophancy_eval_kit.core import data
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.saa_data.parse import BctRow
+from sycophancy_eval_kit.saa_data.screening import content_text
+from sycophancy_eval_kit.saa_data.suggestions import normalize_quotes
 
 DEFAULT_NGRAM = 8
 MIN_SHORT_WORDS = 4  # shorter evaluation questions are too generic to count as a match

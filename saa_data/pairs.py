@@ -19,11 +19,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from lm_eval_tasks.sycophancy.files import DataError
-
-from .ground_truth import Label
-from .parse import BEST_ANSWER_PREFIX, CONTINUATION, BctRow
-from .suggestions import FOR
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.saa_data.ground_truth import Label
+from sycophancy_eval_kit.saa_data.parse import BEST_ANSWER_PREFIX, CONTINUATION, BctRow
+from sycophancy_eval_kit.saa_data.suggestions import FOR
 
 
 class NotEnoughRowsError(DataError):

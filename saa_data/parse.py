@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_tasks.sycophancy.answers import option_line, parse_letter
-from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines
-
-from . import suggestions
+from sycophancy_eval_kit.core.answers import option_line, parse_letter
+from sycophancy_eval_kit.core.files import DataError, iter_json_lines
+from sycophancy_eval_kit.saa_data import suggestions
 
 OPTIONS_HEADER = "Answer choices:"
 #: The BCT answer prefix. A prompt that ends with it wants the rest (``B) text``) as the answer.

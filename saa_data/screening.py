@@ -25,7 +25,7 @@ from typing import Any
 
 import phonenumbers
 
-from .parse import BctRow
+from sycophancy_eval_kit.saa_data.parse import BctRow
 
 DEFAULT_OFFENSIVE_THRESHOLD = 0.8
 PHONE_REGION = "US"  # region for numbers written without a country code

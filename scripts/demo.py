@@ -5,8 +5,8 @@ original bf16 ones) goes through every part of the kit on the embedded sample: b
 real ``lm_eval`` command line (the one pass), the paper's adaptive dialogue, the SAA builder, a short
 ORPO + LoRA run, the adapter's evaluation and a leaderboard of the two variants. A few minutes of CPU
 training is a pipeline check, not the paper's result: the paper aligns 7B models for hours on GPUs.
-The toy world, where the alignment effect shows on CPU, is ``scripts/reproduce.py --config
-scripts/configs/toy.yaml`` (``docs/toy-world.md``).
+The toy world, where the alignment effect shows on CPU, is ``syco-reproduce --config
+examples/toy_world/toy.yaml`` (``docs/toy-world.md``).
 
 Every step prints what it shows in a sentence and its numbers with their n. On a GPU the model runs
 there; on CPU every process uses one thread (faster than two on a shared 2-core machine, measured).
@@ -23,14 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from sycophancy_eval_kit.core.cli_flags import ArgumentParser
+from sycophancy_eval_kit.core.procs import call_in_group
+from sycophancy_eval_kit.testing.real_model import materialize_smollm2
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from real_model import materialize_smollm2  # noqa: E402
-from reproduce import call_in_group  # noqa: E402
-
-from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser  # noqa: E402
-
 BIN = Path(sys.executable).parent
 #: tokens per generated answer: the sample's answers are a few words; replies to the challenge need more
 ANSWER_TOKENS = 24
@@ -141,7 +138,7 @@ def main() -> None:
 
     step(4, "Build a small SAA preference set", "Pairs that teach assessing a suggestion.")
     saa = out / "saa"
-    run([sys.executable, "-m", "saa_data", "build", "--out", str(saa),
+    run([str(BIN / "syco-saa"), "build", "--out", str(saa),
          "--bct", str(REPO / "tests/fixtures/saa/bct_sample.jsonl"),
          "--sources", str(REPO / "tests/fixtures/saa/sources"),
          "--n_correct", "4", "--n_incorrect", "4", "--eval_data_dir", "embedded"],
@@ -180,7 +177,7 @@ def main() -> None:
         encoding="utf-8",
     )
     site = out / "site"
-    run([sys.executable, "-m", "leaderboard", "build", str(out / "results"), str(out / "dialogue"),
+    run([str(BIN / "syco-leaderboard"), "build", str(out / "results"), str(out / "dialogue"),
          "--out", str(site), "--variants", str(variants), "--allow_sample"],
         out / "logs" / "leaderboard.log")  # fmt: skip
     with open(site / "data" / "datasets.csv", newline="", encoding="utf-8") as handle:

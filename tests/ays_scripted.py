@@ -24,7 +24,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry, register_model
 
-from lm_eval_tasks.sycophancy import prompts
+from sycophancy_eval_kit.core import prompts
 
 UNREADABLE = "_"
 _TAG = re.compile(r"\[\[(mc|ff):([^>\]]*)>([^\]]*)\]\]")
@@ -305,8 +305,8 @@ def recompute_metrics(sample: dict) -> dict[str, int]:
     shared parser and free text graded with the shared grader (their own tests cover them), while
     one-pass letters are the arg-max of the logged log-likelihoods.
     """
-    from lm_eval_tasks.sycophancy.answers import parse_letter
-    from lm_eval_tasks.sycophancy.grading import grade_free_form
+    from sycophancy_eval_kit.core.answers import parse_letter
+    from sycophancy_eval_kit.core.grading import grade_free_form
 
     doc = sample["doc"]
     replies = sample["filtered_resps"]

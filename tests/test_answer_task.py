@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from lm_eval_helpers import answer_condition, evaluate, write_answer_file
-from scripted_lm import ScriptedLM
 
-from lm_eval_tasks.sycophancy import data
-from lm_eval_tasks.sycophancy.answer_task import CONDITIONS, process_results
+from sycophancy_eval_kit.core import data
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.answer_task import CONDITIONS, process_results
+from sycophancy_eval_kit.testing.scripted import ScriptedLM
 
 # question -> (correct, incorrect, dataset, {condition: does the scripted model answer correctly?})
 SCRIPT: dict[str, tuple[str, str, str, dict[str, bool]]] = {

@@ -15,10 +15,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -27,14 +25,14 @@ import lm_eval.tasks
 import pytest
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._index import TaskIndex
-from proc import run_group
+from venvs import fresh_venv, pip_install, run_ok, site_of
 
-from lm_eval_tasks import TASKS_DIR, auto_include
+from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR, auto_include
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK_FILES = REPO / "build_backend" / "site_packages"  # what the wheels put at the top of site-packages
-PTH = HOOK_FILES / "lm_eval_tasks_auto_include.pth"
-TRIGGER_PY = HOOK_FILES / "_lm_eval_tasks_trigger.py"
+PTH = HOOK_FILES / "sycophancy_eval_kit_auto_include.pth"
+TRIGGER_PY = HOOK_FILES / "_sycophancy_eval_kit_trigger.py"
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
 
 
@@ -218,7 +216,7 @@ def test_lm_eval_0_4_13_does_not_read_entry_points() -> None:
 
 
 def _run_trigger_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_lm_eval_tasks_trigger_under_test", TRIGGER_PY)
+    spec = importlib.util.spec_from_file_location("_sycophancy_eval_kit_trigger_under_test", TRIGGER_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -248,11 +246,13 @@ def test_the_pth_imports_the_trigger_which_honours_the_switch(monkeypatch: pytes
 def test_the_trigger_imports_nothing() -> None:
     """Beyond ``os`` and ``sys``, which site has loaded before it reads .pth files."""
     code = (
-        f"import os, sys; sys.path.insert(0, {str(HOOK_FILES)!r}); before = set(sys.modules); "
-        f"import {TRIGGER_PY.stem}; print(sorted(set(sys.modules) - before))"
+        f"import os, sys; before = set(sys.modules); import {TRIGGER_PY.stem}; "
+        "print(sorted(set(sys.modules) - before))"
     )
-    # -S: no site, so no trigger installed in this venv runs first
-    out = subprocess.run([sys.executable, "-S", "-B", "-c", code], capture_output=True, text=True, check=True)
+    # -S: no site, so no trigger installed in this venv runs first; PYTHONPATH still applies
+    env = {**os.environ, "PYTHONPATH": str(HOOK_FILES)}
+    cmd = [sys.executable, "-S", "-B", "-c", code]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == f"[{TRIGGER_PY.stem!r}]"
 
 
@@ -284,54 +284,13 @@ def test_find_spec_patches_the_module_once_it_is_executed(
 
 # ---- fresh virtual environments, the real CLI -------------------------------------------------------------
 
-BASE_SITE = Path(sysconfig.get_paths()["purelib"])
 DESIGN_CARD_TASKS = "sycophancy_answer,sycophancy_ays"
-
-
-def _fresh_venv(path: Path) -> Path:
-    """A venv without our package that borrows this one's dependencies (lm-eval, torch, pip).
-
-    The borrowed folder is added by a plain path line, so its own .pth files (this checkout's
-    editable install, any hook) are not run there: the package exists in the new venv only as
-    installed below.
-    """
-    if (BASE_SITE / "lm_eval_tasks").exists():
-        pytest.skip(f"{BASE_SITE} holds a non-editable copy of the package; reinstall it with `make install`")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
-    (_site(python) / "_borrowed_dependencies.pth").write_text(f"{BASE_SITE}\n")
-    return python
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", auto_include.ENV_VAR)}
-    env["PIP_NO_INDEX"] = "1"
-    return env
-
-
-def _run(
-    cmd: list[str | Path], cwd: Path, timeout: float = 240, **env: str
-) -> subprocess.CompletedProcess[str]:
-    result = run_group([str(c) for c in cmd], timeout=timeout, cwd=cwd, env={**_env(), **env})
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-def _pip_install(python: Path, *args: str | Path) -> None:
-    _run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", *args], cwd=python.parent
-    )
-
-
-def _site(python: Path) -> Path:
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    return python.parents[1] / "lib" / version / "site-packages"
 
 
 def _check_installed(python: Path, expected_tasks_dir: Path, work: Path) -> None:
     """The hook files are in site-packages and RECORD; start-up imports nothing of lm-eval's and puts
     one trigger on sys.meta_path (none when switched off); the folder prints."""
-    site = _site(python)
+    site = site_of(python)
     record = (next(site.glob("sycophancy_eval_kit-*.dist-info")) / "RECORD").read_text().splitlines()
     for path in (PTH, TRIGGER_PY):
         assert (site / path.name).read_bytes() == path.read_bytes()
@@ -339,13 +298,14 @@ def _check_installed(python: Path, expected_tasks_dir: Path, work: Path) -> None
     probe = (
         "import json, sys; print(json.dumps([list(sys.modules), [type(f).__name__ for f in sys.meta_path]]))"
     )
-    loaded, finders = json.loads(_run([python, "-c", probe], cwd=work).stdout)
+    loaded, finders = json.loads(run_ok([python, "-c", probe], cwd=work).stdout)
     assert TRIGGER_PY.stem in loaded and finders.count(auto_include.TRIGGER) == 1
-    assert not [m for m in loaded if m.split(".")[0] in ("lm_eval", "lm_eval_tasks")]
-    _, finders = json.loads(_run([python, "-c", probe], cwd=work, SYCOPHANCY_AUTO_INCLUDE="0").stdout)
+    assert not [m for m in loaded if m.split(".")[0] in ("lm_eval", "sycophancy_eval_kit")]
+    _, finders = json.loads(run_ok([python, "-c", probe], cwd=work, SYCOPHANCY_AUTO_INCLUDE="0").stdout)
     assert auto_include.TRIGGER not in finders
-    assert _run([python, "-m", "lm_eval_tasks"], cwd=work).stdout.strip() == str(expected_tasks_dir)
-    assert _run([python.parent / "syco-tasks-path"], cwd=work).stdout.strip() == str(expected_tasks_dir)
+    printed = run_ok([python, "-m", "sycophancy_eval_kit.lm_eval_tasks"], cwd=work).stdout.strip()
+    assert printed == str(expected_tasks_dir)
+    assert run_ok([python.parent / "syco-tasks-path"], cwd=work).stdout.strip() == str(expected_tasks_dir)
 
 
 def _check_lm_eval_finds(python: Path, tasks: str, expected_tasks_dir: Path, work: Path) -> None:
@@ -355,7 +315,7 @@ def _check_lm_eval_finds(python: Path, tasks: str, expected_tasks_dir: Path, wor
     point); the borrowed lm-eval has its script in the other venv, bound to that venv's Python.
     """
     cli = [python, "-m", "lm_eval", "--model", "dummy", "--tasks", tasks, "--limit", "1"]
-    result = _run([*cli, "--metadata", "data_dir=embedded"], cwd=work)
+    result = run_ok([*cli, "--metadata", "data_dir=embedded"], cwd=work)
     for name in tasks.split(","):  # a row of lm-eval's results table
         assert re.search(rf"^\|{name} *\|", result.stdout, re.MULTILINE), result.stdout[-2000:]
     assert f"({expected_tasks_dir / 'sycophancy' / 'sycophancy_answer_trivia_qa.yaml'})" in result.stderr
@@ -366,20 +326,9 @@ def _sha256_record(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def test_pip_install_dot_then_lm_eval_finds_the_tasks(tmp_path: Path) -> None:
-    # build from a copy, so the checkout gets no build/ folder whose leftovers could reach a wheel
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "outputs", "demo_output"
-    )
-    shutil.copytree(REPO, src, ignore=ignore)
-    python = _fresh_venv(tmp_path / "venv")
-    _run(
-        [python, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path, src],
-        cwd=tmp_path,
-    )
-    (wheel,) = tmp_path.glob("sycophancy_eval_kit-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+def test_pip_install_dot_then_lm_eval_finds_the_tasks(kit_wheel: Path, tmp_path: Path) -> None:
+    python = fresh_venv(tmp_path / "venv")
+    with zipfile.ZipFile(kit_wheel) as archive:
         names = archive.namelist()
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
         for path in (PTH, TRIGGER_PY):
@@ -388,21 +337,22 @@ def test_pip_install_dot_then_lm_eval_finds_the_tasks(tmp_path: Path) -> None:
                 f"{path.name},{_sha256_record(path.read_bytes())},{path.stat().st_size}"
                 in record.splitlines()
             )
-    assert "lm_eval_tasks/auto_include.py" in names
+    assert "sycophancy_eval_kit/lm_eval_tasks/auto_include.py" in names
     assert not [n for n in names if n.startswith("build_backend/")]
-    _pip_install(python, wheel)
+    pip_install(python, kit_wheel)
 
-    tasks_dir = _site(python) / "lm_eval_tasks"
+    tasks_dir = site_of(python) / "sycophancy_eval_kit" / "lm_eval_tasks"
     _check_installed(python, tasks_dir, tmp_path)
     patched = "import lm_eval.tasks as t; print(hasattr(t.TaskManager.__init__, '_sycophancy_auto_include'))"
-    assert _run([python, "-c", patched], cwd=tmp_path, SYCOPHANCY_AUTO_INCLUDE="0").stdout.strip() == "False"
+    off = run_ok([python, "-c", patched], cwd=tmp_path, SYCOPHANCY_AUTO_INCLUDE="0")
+    assert off.stdout.strip() == "False"
     _check_lm_eval_finds(python, DESIGN_CARD_TASKS, tasks_dir, tmp_path)
 
 
 def test_pip_install_editable_then_lm_eval_finds_the_tasks(tmp_path: Path) -> None:
-    python = _fresh_venv(tmp_path / "venv")
-    _pip_install(python, "-e", REPO)
-    assert (_site(python) / PTH.name).is_file()
+    python = fresh_venv(tmp_path / "venv")
+    pip_install(python, "-e", REPO)
+    assert (site_of(python) / PTH.name).is_file()
     _check_installed(python, TASKS_DIR, tmp_path)
     # one subtask (the regular-install test runs both groups): what differs here is the folder found
     _check_lm_eval_finds(python, "sycophancy_answer_trivia_qa", TASKS_DIR, tmp_path)

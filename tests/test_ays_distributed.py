@@ -23,9 +23,9 @@ import pytest
 import torch
 from conftest import REPO, TASKS_DIR
 from lm_eval.tasks import TaskManager
-from proc import run_group
 
-from lm_eval_tasks.sycophancy import data
+from sycophancy_eval_kit.core import data
+from sycophancy_eval_kit.core.procs import run_group
 
 TASKS = ["sycophancy_ays_aqua_mc", "sycophancy_ays_mmlu_mc_cot"]
 EXPECTED = dict(

@@ -22,9 +22,9 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
-from proc import run_group
 
-from lm_eval_tasks.sycophancy import data, prompts
+from sycophancy_eval_kit.core import data, prompts
+from sycophancy_eval_kit.core.procs import run_group
 
 MC_TASKS = [f"sycophancy_ays_{s}" for s in data.AYS_MC_SUBSETS]
 

@@ -11,10 +11,10 @@ from conftest import TASKS_DIR
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
-from lm_eval_tasks.sycophancy import data, prompts
-from lm_eval_tasks.sycophancy.ays_task import mc_answers
-from lm_eval_tasks.sycophancy.metrics import ays_question_metrics as outcome_metrics
-from lm_eval_tasks.sycophancy.metrics import first_answer_metrics, one_pass_mc_metrics
+from sycophancy_eval_kit.core import data, prompts
+from sycophancy_eval_kit.core.registry import ays_question_metrics as outcome_metrics
+from sycophancy_eval_kit.core.registry import first_answer_metrics, one_pass_mc_metrics
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.ays_task import mc_answers
 
 SUBSETS = data.AYS_SUBSETS
 
@@ -206,7 +206,7 @@ def test_free_form_row_without_reference_answer(tmp_path: Path) -> None:
 
 
 def test_non_finite_log_likelihood_is_an_error() -> None:
-    from lm_eval_tasks.sycophancy.ays_task import best_letter
+    from sycophancy_eval_kit.lm_eval_tasks.sycophancy.ays_task import best_letter
 
     assert best_letter([-2.0, -0.5, -0.5], "ABC") == "B"  # a tie goes to the first letter
     with pytest.raises(ValueError, match="non-finite log-likelihood"):

@@ -1,4 +1,4 @@
-"""``scripts/bench_gpu.py`` at tiny shapes on the CPU, so the GPU benchmark cannot rot between GPU runs.
+"""``benchmarks/gpu/`` at tiny shapes on the CPU, so the GPU benchmark cannot rot between GPU runs.
 
 One real smoke run (every phase through the real lm-eval, dialogue and trainer code) is checked for
 the numbers it must get exactly right (forward rows, tokens, the paper's settings) and for a complete
@@ -7,7 +7,6 @@ report; the rest covers what must fail early or be recorded instead of aborting 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -17,23 +16,13 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
-from proc import run_group
 
-from lm_eval_tasks.sycophancy import data
+from benchmarks.gpu import common, phase_vllm, run
+from sycophancy_eval_kit.core import data
+from sycophancy_eval_kit.core.procs import run_group
 
-SCRIPT = REPO / "scripts" / "bench_gpu.py"
+COMMAND = [sys.executable, "-m", "benchmarks.gpu"]
 QUESTIONS = 14  # the embedded sample has 10 (aqua_mc) and 12 (mmlu_mc_cot), so it is repeated as variants
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_gpu = _module()
 
 
 def _env() -> dict[str, str]:
@@ -44,7 +33,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench_gpu")
-    cmd = [sys.executable, str(SCRIPT), "--tiny", "--out_dir", str(out), "--data_dir", "embedded"]
+    cmd = [*COMMAND, "--tiny", "--out_dir", str(out), "--data_dir", "embedded"]
     proc = run_group([*cmd, "--questions_per_subset", str(QUESTIONS)], timeout=300, cwd=REPO, env=_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads((out / "bench_gpu.json").read_text(encoding="utf-8"))
@@ -54,7 +43,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 def test_smoke_run_is_labelled_and_runs_every_phase(smoke) -> None:
     report, _ = smoke
     assert report["smoke"] is True and "not GPU figures" in report["label"]
-    assert report["model"]["shape"] == "tiny" and report["model"]["vocab_size"] == bench_gpu.TINY_VOCAB_SIZE
+    assert report["model"]["shape"] == "tiny" and report["model"]["vocab_size"] == common.TINY_VOCAB_SIZE
     assert report["phases"]["ays"]["status"] == "ok"
     assert report["phases"]["orpo"]["status"] == "ok"
     vllm = report["phases"]["vllm"]
@@ -69,7 +58,7 @@ def test_one_pass_costs_k_plus_one_rows_per_question(smoke) -> None:
     sharma = data.read_sharma_file(data.EMBEDDED_DIR / data.ARE_YOU_SURE_FILE)
     docs = data.are_you_sure_docs(sharma)
     # the first QUESTIONS docs of each sub-dataset: the originals, then variants of the first ones
-    ks = [len(d["letters"]) for s in bench_gpu.SUBSETS for d in (docs[s] * 2)[:QUESTIONS]]
+    ks = [len(d["letters"]) for s in common.SUBSETS for d in (docs[s] * 2)[:QUESTIONS]]
     assert ays["questions"] == len(ks) == 2 * QUESTIONS
     one_pass = ays["one_pass"]
     assert one_pass["forward_rows"] == sum(k + 1 for k in ks)  # HF's logits cache: one row per context
@@ -125,7 +114,7 @@ def test_markdown_has_every_table_and_the_smoke_label(smoke) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_fails_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--device", "cuda", "--shape", "tiny", "--out_dir", str(out)]
+    cmd = [*COMMAND, "--device", "cuda", "--shape", "tiny", "--out_dir", str(out)]
     proc = run_group(cmd, timeout=120, cwd=REPO, env=_env())
     assert proc.returncode != 0
     assert "--device cuda, but torch" in proc.stderr and "sees no CUDA device" in proc.stderr
@@ -133,14 +122,14 @@ def test_cuda_without_cuda_fails_before_any_work(tmp_path: Path) -> None:
 
 
 def test_a_7b_shape_on_the_cpu_is_refused(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--out_dir", str(tmp_path / "out")]
+    cmd = [*COMMAND, "--device", "cpu", "--out_dir", str(tmp_path / "out")]
     proc = run_group(cmd, timeout=120, cwd=REPO, env=_env())
     assert proc.returncode != 0 and "--shape llama2-7b on the CPU would take hours" in proc.stderr
 
 
 def test_token_accounting() -> None:
     requests = [((1, 2, 3), (4,)), ((1, 2, 3), (5,)), ((1, 2), (9,))]
-    assert bench_gpu.token_accounting(requests) == {
+    assert common.token_accounting(requests) == {
         "requests": 3,
         "tokens_submitted": 11,
         "distinct_contexts": 2,  # (1, 2, 3) is shared by two one-token continuations
@@ -153,9 +142,9 @@ def prepared(tmp_path: Path):
     """A Run at tiny shapes (questions and tokenizer ready, no phase run), torch threads restored after."""
     threads = torch.get_num_threads()
     argv = ["--tiny", "--out_dir", str(tmp_path / "out"), "--data_dir", "embedded"]
-    args = bench_gpu.make_parser().parse_args([*argv, "--work_dir", str(tmp_path / "work")])
+    args = run.make_parser().parse_args([*argv, "--work_dir", str(tmp_path / "work")])
     args.shape, args.device = "tiny", "cpu"
-    yield bench_gpu.prepare(args, argv)
+    yield run.prepare(args, argv)
     torch.set_num_threads(threads)
 
 
@@ -163,34 +152,34 @@ def test_a_failing_phase_is_recorded_and_the_run_goes_on(prepared) -> None:
     def boom(run):
         raise RuntimeError("boom")
 
-    bench_gpu.run_phase("ays", boom, prepared)
+    run.run_phase("ays", boom, prepared)
     written = json.loads((prepared.args.out_dir / "bench_gpu.json").read_text(encoding="utf-8"))
     failed = written["phases"]["ays"]  # on disk as soon as the phase ended
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
     assert "raise RuntimeError" in failed["traceback"]
-    bench_gpu.run_phase("orpo", lambda run: {"status": "skipped", "reason": "next phase ran"}, prepared)
+    run.run_phase("orpo", lambda run: {"status": "skipped", "reason": "next phase ran"}, prepared)
     markdown = (prepared.args.out_dir / "bench_gpu.md").read_text(encoding="utf-8")
     assert "failed: RuntimeError: boom" in markdown and "skipped: next phase ran" in markdown
 
 
 def test_a_phase_is_skipped_when_the_budget_is_spent(prepared) -> None:
-    prepared.clock = bench_gpu.Clock(0.0)
+    prepared.clock = common.Clock(0.0)
 
     def must_not_run(run):
         raise AssertionError("the phase ran without budget")
 
-    bench_gpu.run_phase("orpo", must_not_run, prepared)
+    run.run_phase("orpo", must_not_run, prepared)
     phase = prepared.report["phases"]["orpo"]
     assert phase["status"] == "skipped" and phase["reason"].startswith("needs about")
 
 
-@pytest.mark.skipif(bench_gpu.vllm_installed(), reason="vLLM is installed: the worker would really start")
+@pytest.mark.skipif(phase_vllm.vllm_installed(), reason="vLLM is installed: the worker would really start")
 def test_a_failing_vllm_engine_is_recorded_and_the_saved_model_removed(prepared, monkeypatch) -> None:
-    monkeypatch.setattr(bench_gpu, "vllm_installed", lambda: True)
+    monkeypatch.setattr(phase_vllm, "vllm_installed", lambda: True)
     prepared.args.device = "cuda"  # past the phase's CUDA gate; only the worker would touch a GPU
-    prepared._model = bench_gpu.build_model("tiny", prepared.tokenizer, "cpu", 0)
+    prepared._model = common.build_model("tiny", prepared.tokenizer, "cpu", 0)
     prepared.report["model"].update(build_s=0.0, weights_gib=0.0)
-    bench_gpu.run_phase("vllm", bench_gpu.phase_vllm, prepared)
+    run.run_phase("vllm", phase_vllm.phase_vllm, prepared)
     phase = prepared.report["phases"]["vllm"]
     assert phase["status"] == "failed"
     for caching in ("False", "True"):  # the second engine is tried after the first one failed

@@ -9,51 +9,42 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from leaderboard import __main__ as leaderboard_cli
-from lm_eval_tasks.sycophancy.cli_flags import ArgumentParser
-from saa_data import cli as saa_cli
+from sycophancy_eval_kit.core.cli_flags import ArgumentParser
+from sycophancy_eval_kit.leaderboard import __main__ as leaderboard_cli
+from sycophancy_eval_kit.saa_data import cli as saa_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "saa"
 _FLAG = re.compile(r"(?<![\w-])--[A-Za-z0-9][\w-]*")
 
 
-def _script(path: str) -> ModuleType:
-    if path.startswith("leaderboard/"):
-        return importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    name = f"_cli_{Path(path).stem}"
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-#: (CLI, how to reach its ``--help``): every entry point of saa_data, the leaderboard and scripts/.
+#: (CLI, how to reach its ``--help``): every entry point of ours that parses flags: the console
+#: scripts' modules, the scripts, the examples and the benchmarks (imported by module name from a clone).
 HELP: list[tuple[str, list[str]]] = [
     ("saa_data", ["--help"]),
     ("saa_data", ["build", "--help"]),
     ("leaderboard", ["--help"]),
     ("leaderboard", ["build", "--help"]),
     ("leaderboard", ["publish", "--help"]),
-    ("leaderboard/bench.py", ["--help"]),
     *[
-        (f"scripts/{name}.py", ["--help"])
+        (name, ["--help"])
         for name in (
-            "reproduce",
-            "demo",
-            "toy_world",
-            "bench",
-            "bench_answer",
-            "bench_ays",
-            "bench_judge",
-            "bench_saa",
-            "bench_training",
+            "sycophancy_eval_kit.reproduce",
+            "scripts.reproduce",
+            "scripts.demo",
+            "examples.toy_world.toy_world",
+            "examples.toy_world.toy_seeds",
+            "benchmarks.run_all",
+            "benchmarks.answer",
+            "benchmarks.ays",
+            "benchmarks.judge",
+            "benchmarks.saa",
+            "benchmarks.training",
+            "benchmarks.leaderboard",
+            "benchmarks.gpu.run",
         )
     ],
 ]
@@ -64,7 +55,7 @@ def _main(cli: str) -> Callable[[list[str]], object]:
         return saa_cli.main
     if cli == "leaderboard":
         return leaderboard_cli.main
-    module = _script(cli)
+    module = importlib.import_module(cli)
 
     def call(argv: list[str]) -> object:  # some scripts read sys.argv themselves
         sys.argv = [cli, *argv]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_tasks.sycophancy import data, prompts
+from sycophancy_eval_kit.core import data, prompts
 
 
 def _answer_rows(question: str, correct: str, wrong: str, dataset: str = "trivia_qa") -> list[dict]:

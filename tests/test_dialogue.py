@@ -15,7 +15,8 @@ import torch
 from conftest import TASKS_DIR
 from lm_eval.tasks import TaskManager
 
-from lm_eval_tasks.sycophancy import data, dialogue, prompts
+from sycophancy_eval_kit import dialogue
+from sycophancy_eval_kit.core import data, prompts
 
 SUBSETS = data.AYS_SUBSETS
 
@@ -152,7 +153,7 @@ def test_bad_input_fails_before_the_model_is_built(tmp_path: Path) -> None:
 
 
 def test_unreadable_mc_answers_are_counted_not_flipped() -> None:
-    from lm_eval_tasks.sycophancy.dialogue.protocol import CHALLENGE, FINAL, FIRST, Turn
+    from sycophancy_eval_kit.dialogue.protocol import CHALLENGE, FINAL, FIRST, Turn
 
     doc = {
         "letters": "AB",
@@ -272,7 +273,7 @@ def test_judge_flag_checks_credentials_before_the_model_is_built(
 def test_judge_flag_adds_judged_metrics(
     hand_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from judge_server import JudgeServer
+    from sycophancy_eval_kit.testing.judge_server import JudgeServer
 
     monkeypatch.setenv("SYCOPHANCY_JUDGE_CACHE", str(tmp_path / "judge-cache"))
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
@@ -300,14 +301,7 @@ def test_judge_flag_adds_judged_metrics(
 
 
 def _cot_dialogue(reasoning: str, side_reply: str) -> Any:
-    from lm_eval_tasks.sycophancy.dialogue.protocol import (
-        CHALLENGE,
-        FINAL,
-        FIRST,
-        FIRST_LETTER,
-        Dialogue,
-        Turn,
-    )
+    from sycophancy_eval_kit.dialogue.protocol import CHALLENGE, FINAL, FIRST, FIRST_LETTER, Dialogue, Turn
 
     doc = {"prompt": "Q?\n(A) x\n(B) y\n(C) z", "prefill": "", "letters": "ABC", "correct_letter": "B"}
     d = Dialogue("sycophancy_ays_dialogue_mmlu_mc_cot", 0, doc, multiple_choice=True)
@@ -322,7 +316,7 @@ def _cot_dialogue(reasoning: str, side_reply: str) -> Any:
 def test_cot_first_answer_is_the_reasoning_letter_and_the_side_turn_only_fills_in() -> None:
     """The challenge answers the reasoning, so its letter is the first answer, even where the side
     turn (a second answer, asked after it) names another; the side turn counts where it names none."""
-    from lm_eval_tasks.sycophancy.dialogue.results import read_answers, sample_record, score
+    from sycophancy_eval_kit.dialogue.results import read_answers, sample_record, score
 
     committed = _cot_dialogue("(A) is wrong, so the answer is (B).", "A)")
     assert read_answers(committed) == ("B", "C")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_tasks.sycophancy import data, files
-from lm_eval_tasks.sycophancy.files import DataError
-from saa_data import ground_truth, inputs, parse
+from sycophancy_eval_kit.core import data, files
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.saa_data import ground_truth, inputs, parse
 
 SAMPLE = Path(data.EMBEDDED_DIR)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -76,7 +76,7 @@ def test_saa_inputs_name_the_bad_line(tmp_path: Path) -> None:
 
 
 def test_leaderboard_skips_a_run_with_bad_bytes_and_keeps_the_rest(tmp_path: Path) -> None:
-    from leaderboard.ingest import ingest
+    from sycophancy_eval_kit.leaderboard.ingest import ingest
 
     runs = Path(shutil.copytree(FIXTURES / "leaderboard" / "runs", tmp_path / "runs"))
     samples = sorted(runs.rglob("samples_sycophancy_ays_aqua_mc_*.jsonl"))[0]

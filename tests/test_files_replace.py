@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_tasks.sycophancy import files
+from sycophancy_eval_kit.core import files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import os, shutil, signal, sys
 from pathlib import Path
-from lm_eval_tasks.sycophancy import files
+from sycophancy_eval_kit.core import files
 
 target, mode = Path(sys.argv[1]), sys.argv[2]
 die = lambda sig=signal.SIGKILL: os.kill(os.getpid(), sig)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_tasks.sycophancy.answers import parse_letter
-from lm_eval_tasks.sycophancy.grading import grade_free_form, grade_letter, normalize_tokens
+from sycophancy_eval_kit.core.answers import parse_letter
+from sycophancy_eval_kit.core.grading import grade_free_form, grade_letter, normalize_tokens
 
 
 def test_normalisation() -> None:

@@ -13,10 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from judge_server import FAULTS, Fault, JudgeServer, always, by_substring, html_page
 
-from lm_eval_tasks.sycophancy import judge, prompts
-from lm_eval_tasks.sycophancy.grading import grader_agreement
+from sycophancy_eval_kit.core import judge, prompts
+from sycophancy_eval_kit.core.stats import grader_agreement
+from sycophancy_eval_kit.testing.judge_server import (
+    FAULTS,
+    Fault,
+    JudgeServer,
+    always,
+    by_substring,
+    html_page,
+)
 
 
 @pytest.fixture
@@ -210,10 +217,10 @@ def test_interrupted_run_keeps_what_it_paid_for(server: JudgeServer, monkeypatch
             raise RuntimeError("killed mid-batch")
         return real(reply, verdicts)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(judge, "parse_verdict", dies_on_the_fourth_reply)
+    monkeypatch.setattr(judge.requests, "parse_verdict", dies_on_the_fourth_reply)
     with pytest.raises(RuntimeError, match="killed mid-batch"):
         judge.Judge(judge.JudgeSettings(concurrency=1)).run(asks)
-    monkeypatch.setattr(judge, "parse_verdict", real)
+    monkeypatch.setattr(judge.requests, "parse_verdict", real)
     server.reset()
     judge.Judge().run(asks)
     assert len(server.requests) == 7  # the three verdicts received before the crash were kept
@@ -224,8 +231,8 @@ def test_interrupted_run_keeps_what_it_paid_for(server: JudgeServer, monkeypatch
 # server holds it), is killed there, and the cache shows what survived.
 _CHILD = """
 import sys
-from lm_eval_tasks.sycophancy import judge
-judge.COMMIT_EVERY, judge.COMMIT_SECONDS = int(sys.argv[1]), float(sys.argv[2])
+from sycophancy_eval_kit.core import judge
+judge.cache.COMMIT_EVERY, judge.cache.COMMIT_SECONDS = int(sys.argv[1]), float(sys.argv[2])
 asks = [judge.correctness_request(f"Question {i}?", f"answer {i} #yes", [f"answer {i}"]) for i in range(20)]
 judge.Judge(judge.JudgeSettings(concurrency=1, timeout=120)).run(asks)
 """
@@ -454,8 +461,8 @@ def test_without_aiohttp_the_httpx_backend_behaves_the_same(
             "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
         )
 
-    monkeypatch.setattr(judge.openai, "DefaultAioHttpClient", missing)
-    assert "aiohttp" not in type(judge._http_client({})).__name__.lower()
+    monkeypatch.setattr(judge.client.openai, "DefaultAioHttpClient", missing)
+    assert "aiohttp" not in type(judge.client._http_client({})).__name__.lower()
     server.inject("answer 0 ", html_page())
     server.inject("answer 1 ", FAULTS["hang"]())
     server.inject("answer 2 ", *[FAULTS["truncated_json"]() for _ in range(3)])

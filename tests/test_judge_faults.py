@@ -18,12 +18,13 @@ from pathlib import Path
 import ays_scripted as sc
 import pytest
 import test_judge_tasks as jt
-from judge_server import FAULTS, JudgeServer, by_substring
 from lm_eval_helpers import evaluate
-from scripted_lm import ScriptedLM
 from test_judge import PERSISTENT_ERRORS
 
-from lm_eval_tasks.sycophancy import data, dialogue, judge
+from sycophancy_eval_kit import dialogue
+from sycophancy_eval_kit.core import data, judge
+from sycophancy_eval_kit.testing.judge_server import FAULTS, JudgeServer, by_substring
+from sycophancy_eval_kit.testing.scripted import ScriptedLM
 
 # ------------------------------------------------------------------------------ the entry points
 # Each judged entry point, driven the way users drive it, with the verdict scripts of
@@ -109,7 +110,7 @@ TRANSIENT_ANSWER = {  # one fault class per response, each met once
 def test_answer_group_under_transient_faults_equals_the_clean_run(
     judge_at, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lm_eval_tasks")
+    caplog.set_level(logging.INFO, logger="sycophancy_eval_kit")
     server = judge_at(by_substring(jt.VERDICTS))
     _inject_once(server, TRANSIENT_ANSWER)
     meta = {"data_dir": str(jt.write_answer_fixture(tmp_path / "data")), **ENTRY_SETTINGS}
@@ -157,7 +158,7 @@ TRANSIENT_AYS = {
 def test_ays_group_under_transient_faults_equals_the_clean_run(
     judge_at, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lm_eval_tasks")
+    caplog.set_level(logging.INFO, logger="sycophancy_eval_kit")
     server = judge_at(jt.ays_verdict)
     _inject_once(server, TRANSIENT_AYS)
     meta = {"data_dir": str(jt.write_ays_fixture(tmp_path / "data")), **ENTRY_SETTINGS}
@@ -244,7 +245,7 @@ TRANSIENT_DIALOGUE = {
 def test_dialogue_under_transient_faults_equals_the_clean_run(
     judge_at, hand_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lm_eval_tasks")
+    caplog.set_level(logging.INFO, logger="sycophancy_eval_kit")
     server = judge_at(dialogue_verdict)
     _inject_once(server, TRANSIENT_DIALOGUE)
     results, samples = _dialogue(tmp_path / "out", hand_dir)

@@ -11,11 +11,11 @@ import math
 from pathlib import Path
 
 import pytest
-from judge_server import Fault, JudgeServer, by_substring
 from lm_eval_helpers import answer_condition, evaluate, task_manager, write_answer_file
-from scripted_lm import ScriptedLM
 
-from lm_eval_tasks.sycophancy import judge, prompts
+from sycophancy_eval_kit.core import judge, prompts
+from sycophancy_eval_kit.testing.judge_server import Fault, JudgeServer, by_substring
+from sycophancy_eval_kit.testing.scripted import ScriptedLM
 
 # question -> (correct, incorrect, dataset, {condition: (response, judge's reply)})
 # Comments: rule grade / judge grade. "!" marks where the two graders disagree.
@@ -466,8 +466,8 @@ def dialogue_verdict(messages: list[dict[str, str]]) -> str:
 
 
 def test_dialogue_admits_mistake_grading(judge_env: JudgeServer, tmp_path: Path) -> None:
-    from lm_eval_tasks.sycophancy.dialogue import evaluate_dialogue
-    from lm_eval_tasks.sycophancy.dialogue.judging import add_judged_metrics
+    from sycophancy_eval_kit.dialogue import evaluate_dialogue
+    from sycophancy_eval_kit.dialogue.judging import add_judged_metrics
 
     judge_env.decide = dialogue_verdict
     folder = write_dialogue_fixture(tmp_path / "data")

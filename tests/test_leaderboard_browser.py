@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard.__main__ import main
+from sycophancy_eval_kit.leaderboard.__main__ import main
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 HOSTILE = "<script>alert(1)</script>"

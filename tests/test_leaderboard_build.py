@@ -15,13 +15,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_model
 
-from leaderboard import ingest, plots
-from leaderboard.__main__ import main
-from leaderboard.cache import default_cache_dir
-from leaderboard.publish import hub_operations, publish_to_dir, publish_to_hub, verify_site
-from leaderboard.site import MANIFEST, MARKER, SiteError, SiteWriter
+from sycophancy_eval_kit.leaderboard import ingest, plots
+from sycophancy_eval_kit.leaderboard.__main__ import main
+from sycophancy_eval_kit.leaderboard.cache import default_cache_dir
+from sycophancy_eval_kit.leaderboard.publish import (
+    hub_operations,
+    publish_to_dir,
+    publish_to_hub,
+    verify_site,
+)
+from sycophancy_eval_kit.leaderboard.site import MANIFEST, MARKER, SiteError, SiteWriter
+from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "<script>alert(1)</script>"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaderboard import cache as build_cache
-from leaderboard import ingest as ingest_module
-from leaderboard import plots, site
-from leaderboard.__main__ import main
-from leaderboard.cache import BuildCache, CacheError
-from leaderboard.ingest import ingest
+from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import ingest as ingest_module
+from sycophancy_eval_kit.leaderboard import plots, site
+from sycophancy_eval_kit.leaderboard.__main__ import main
+from sycophancy_eval_kit.leaderboard.cache import BuildCache, CacheError
+from sycophancy_eval_kit.leaderboard.ingest import ingest
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 STAMP = "2025-01-15T10-00-00.000000"

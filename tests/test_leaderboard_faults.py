@@ -16,10 +16,10 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from leaderboard.__main__ import main
-from leaderboard.ingest import ingest
-from leaderboard.publish import publish_to_dir, verify_site
-from lm_eval_tasks.sycophancy import files
+from sycophancy_eval_kit.core import files
+from sycophancy_eval_kit.leaderboard.__main__ import main
+from sycophancy_eval_kit.leaderboard.ingest import ingest
+from sycophancy_eval_kit.leaderboard.publish import publish_to_dir, verify_site
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_RUNS = REPO / "tests" / "fixtures" / "leaderboard" / "runs"
@@ -38,7 +38,7 @@ def _build(runs: Path, out: Path, *extra: str) -> int:
 #: builds the site in a child that SIGKILLs itself between the two renames of the replacement.
 KILL_CHILD = r"""
 import os, signal, sys
-from lm_eval_tasks.sycophancy import files
+from sycophancy_eval_kit.core import files
 files.exchange_paths = lambda a, b: False  # the two-rename fallback, whose window a kill can hit
 real = os.rename
 def rename(src, dst):
@@ -46,7 +46,7 @@ def rename(src, dst):
     if ".old-" in str(dst):
         os.kill(os.getpid(), signal.SIGKILL)
 os.rename = rename
-from leaderboard.__main__ import main
+from sycophancy_eval_kit.leaderboard.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
 

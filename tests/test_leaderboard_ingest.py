@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaderboard.ingest import IngestError, Problem, ingest
-from leaderboard.variants import VariantsError, load_variants
+from sycophancy_eval_kit.leaderboard.ingest import IngestError, Problem, ingest
+from sycophancy_eval_kit.leaderboard.variants import VariantsError, load_variants
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 STAMP = "2025-01-15T10-00-00.000000"
@@ -190,7 +190,7 @@ def test_variants_file(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------- the fast reader and the exact one
 def _task(name: str, grader: str = "rule"):
-    from leaderboard.tasks import TaskId, parse_task_name
+    from sycophancy_eval_kit.leaderboard.tasks import TaskId, parse_task_name
 
     parsed = parse_task_name(name)
     return TaskId(parsed.family, parsed.protocol, grader, parsed.subset, name)
@@ -198,7 +198,7 @@ def _task(name: str, grader: str = "rule"):
 
 def _both(path: Path, name: str, grader: str = "rule"):
     """(fast reader's result or None, exact reader's result or its problem)."""
-    from leaderboard import ingest as ingest_module
+    from sycophancy_eval_kit.leaderboard import ingest as ingest_module
 
     fast = ingest_module._fast_samples(path.read_bytes(), _task(name, grader))
     try:
@@ -253,7 +253,7 @@ def test_fast_reader_leaves_every_bad_or_unusual_line_to_the_exact_reader(runs: 
     assert path.read_bytes() != before
     fast, exact = _both(path, _AQUA)
     assert fast is None  # the exact reader judges: what the leaderboard reads is exactly its verdict
-    from leaderboard import ingest as ingest_module
+    from sycophancy_eval_kit.leaderboard import ingest as ingest_module
 
     try:
         ids, values = ingest_module.read_samples(path, _task(_AQUA))

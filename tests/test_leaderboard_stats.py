@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from leaderboard import stats
-from leaderboard.ingest import ingest
-from leaderboard.summary import summarize
-from leaderboard.tasks import parse_task_name
-from leaderboard.variants import Placement, Variants
+from sycophancy_eval_kit.core import stats
+from sycophancy_eval_kit.leaderboard.ingest import ingest
+from sycophancy_eval_kit.leaderboard.summary import summarize
+from sycophancy_eval_kit.leaderboard.tasks import parse_task_name
+from sycophancy_eval_kit.leaderboard.variants import Placement, Variants
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 REF, ALIGNED = "org/chat-instruct", "org/chat-aligned"

@@ -1,4 +1,4 @@
-"""The real model (SmolLM2-135M-Instruct, ``tests/real_model.py``) through the project's entry points.
+"""The real model (SmolLM2-135M-Instruct, ``testing.real_model``) through the project's entry points.
 
 What the tiny random models cannot show: the one-pass tasks' letter-token assumption on a real
 tokenizer, chat rendering with a real default system prompt, a real ``lm_eval`` run with the chat
@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import real_model as rm
 from conftest import MODEL_CACHE, REPO, TASKS_DIR, real_model_env
-from proc import run_group
 
-from lm_eval_tasks.sycophancy import files, prompts
+from sycophancy_eval_kit.core import files, prompts
+from sycophancy_eval_kit.core.procs import run_group
+from sycophancy_eval_kit.testing import real_model as rm
 
 #: what SmolLM2's chat template puts first when the conversation has no system message
 DEFAULT_SYSTEM = (
@@ -112,7 +112,8 @@ def test_cached_folder_is_returned_without_reading_the_gguf(real_model: Path) ->
 
 @real
 def test_cli_prints_the_folder(real_model: Path) -> None:
-    proc = run_group([sys.executable, str(REPO / "tests" / "real_model.py"), "--out", str(MODEL_CACHE)], 120)
+    cmd = [sys.executable, "-m", "sycophancy_eval_kit.testing.real_model", "--out", str(MODEL_CACHE)]
+    proc = run_group(cmd, 120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(real_model)
 
@@ -298,7 +299,7 @@ def test_lm_eval_cli_with_chat_template(real_model: Path, tmp_path: Path) -> Non
 
 @real
 def test_dialogue_with_the_hf_backend(real_model: Path, tmp_path: Path) -> None:
-    from lm_eval_tasks.sycophancy.dialogue import main as dialogue_main
+    from sycophancy_eval_kit.dialogue import main as dialogue_main
 
     argv = ["--model", "hf", "--model_args", f"pretrained={real_model},dtype=float32", "--device", "cpu"]
     argv += ["--apply_chat_template", "--batch_size", "4", "--limit", "2", "--output_path", str(tmp_path)]

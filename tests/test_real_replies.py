@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_tasks.sycophancy.answers import parse_letter
+from sycophancy_eval_kit.core.answers import parse_letter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real_replies"
 

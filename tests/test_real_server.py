@@ -25,7 +25,7 @@ from conftest import TASKS_DIR
 from lm_eval.tasks import TaskManager
 from real_server import ServerStartError, TransformersServer
 
-from lm_eval_tasks.sycophancy import judge, prompts
+from sycophancy_eval_kit.core import judge, prompts
 
 real = pytest.mark.real_model
 
@@ -165,7 +165,7 @@ def _messages(context: Any) -> list[dict[str, str]]:
 def test_dialogue_over_the_chat_endpoint(
     real_server: TransformersServer, real_model: Path, tmp_path: Path
 ) -> None:
-    from lm_eval_tasks.sycophancy.dialogue import main as dialogue_main
+    from sycophancy_eval_kit.dialogue import main as dialogue_main
 
     before = real_server.chat_requests()
     argv = ["--model", "local-chat-completions", "--apply_chat_template", "--limit", "2"]

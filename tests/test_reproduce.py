@@ -1,4 +1,4 @@
-"""scripts/reproduce.py: the paper grid's dry run, a reduced toy grid end to end, resume after a failure.
+"""The grid runner (``syco-reproduce``): the paper grid's dry run, a reduced toy grid end to end, resume.
 
 These check that the pipeline runs and resumes, not the direction of any effect (docs/toy-world.md).
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from sycophancy_eval_kit import reproduce
 
-import reproduce  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = REPO / "scripts" / "configs"
+TOY = REPO / "examples" / "toy_world" / "toy.yaml"
 PAPER_MODELS = ("mistral-7b-instruct-v0.2", "mistral-7b-instruct-v0.3", "gemma-7b-it", "falcon-7b-instruct")
 VARIANTS = ("instruct", "aligned", "aligned-SAA")
 
@@ -42,7 +42,7 @@ def test_paper_dry_run_prints_every_command_and_runs_nothing(tmp_path, capsys) -
     expected.append("leaderboard")
     assert sorted(names) == sorted(expected)
     commands = {b.lstrip("# ").splitlines()[0]: b.splitlines()[1] for b in blocks}
-    assert "-m saa_data build" in commands["saa"]
+    assert "-m sycophancy_eval_kit.saa_data build" in commands["saa"]
     train = commands["train/gemma-7b-it/aligned-SAA"]
     assert "accelerate launch" in train and "training/orpo.py" in train
     assert "training/configs/paper.yaml" in train and "--model_name_or_path google/gemma-7b-it" in train
@@ -81,7 +81,7 @@ def test_only_selects_one_cell(capsys) -> None:
 
 def reduced_toy_config(out: Path) -> Path:
     """toy.yaml with a world and training small enough for a test (a minute or so)."""
-    config = yaml.safe_load((CONFIGS / "toy.yaml").read_text())
+    config = reproduce.load_config(TOY)
     config["output_dir"] = str(out)
     config["world"].update(n_train=3, n_eval=2, steps=20, hidden=32, layers=2, batch_size=8)
     config["training"]["launch"] = ["{python}"]  # one process: skip the accelerate launcher's start-up
@@ -175,48 +175,3 @@ def test_failed_step_stops_and_a_rerun_continues_from_it(tmp_path, capsys) -> No
     (out / "a").unlink()  # an output gone: that step runs again even though its fingerprint matches
     assert reproduce.run(steps(), out) == 0
     assert "[done] first" in capsys.readouterr().out
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat")
-    return not (state.exists() and state.read_text().split(")")[-1].split()[0] == "Z")
-
-
-def test_call_in_group_stops_the_whole_group_when_the_wrapper_is_terminated(tmp_path) -> None:
-    """The demo and toy_seeds.py run their children through it: SIGTERM to the wrapper alone must not
-    leave a grandchild (``accelerate launch``'s trainer, say) running as an orphan."""
-    import signal
-    import subprocess
-    import time
-
-    pid_file = tmp_path / "grandchild.pid"
-    child = (
-        "import subprocess, sys, time; p = subprocess.Popen(['sleep', '600']); "
-        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(600)"
-    )
-    wrapper = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); from reproduce import call_in_group; "
-        f"sys.exit(call_in_group([sys.executable, '-c', {child!r}]))"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", wrapper])
-    try:
-        deadline = time.monotonic() + 60
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        grandchild = int(pid_file.read_text())
-        assert _alive(grandchild)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-        deadline = time.monotonic() + 15
-        while _alive(grandchild) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(grandchild)
-    finally:
-        proc.kill()
-        proc.wait()

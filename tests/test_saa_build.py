@@ -10,8 +10,8 @@ import pytest
 from conftest import SHARED_DATA
 from test_saa_overlap import write_eval_folder
 
-from saa_data import BuildConfig, build, cli, hub
-from saa_data.builder import OUTPUT_FILES
+from sycophancy_eval_kit.saa_data import BuildConfig, build, cli, hub
+from sycophancy_eval_kit.saa_data.builder import OUTPUT_FILES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 FIXTURE_ARGS = ["--bct", str(FIXTURES / "bct_sample.jsonl"), "--sources", str(FIXTURES / "sources")]

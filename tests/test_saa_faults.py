@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from saa_data import cli, hub
+from sycophancy_eval_kit.saa_data import cli, hub
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "saa"
@@ -96,8 +96,8 @@ def test_repeated_prompts_become_one_pair_and_are_counted(
 KILL_CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from lm_eval_tasks.sycophancy import files
-import saa_data.builder as builder
+from sycophancy_eval_kit.core import files
+import sycophancy_eval_kit.saa_data.builder as builder
 
 mode, argv = sys.argv[1], sys.argv[2:]
 files.exchange_paths = lambda a, b: False
@@ -114,7 +114,7 @@ def write_outputs(folder, *args):
     if mode == "sigterm_while_writing":
         os.kill(os.getpid(), signal.SIGTERM)
 builder.write_outputs = write_outputs
-from saa_data import cli
+from sycophancy_eval_kit.saa_data import cli
 sys.exit(cli.main(argv))
 """
 

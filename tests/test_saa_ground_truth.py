@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
-from lm_eval_tasks.sycophancy.data import DataError
-from saa_data import ground_truth, inputs, parse
+from sycophancy_eval_kit.core.data import DataError
+from sycophancy_eval_kit.saa_data import ground_truth, inputs, parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 REAL = SHARED_DATA / "bct"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_tasks.sycophancy import prompts
-from lm_eval_tasks.sycophancy.data import DataError
-from saa_data import overlap, parse
+from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core.data import DataError
+from sycophancy_eval_kit.saa_data import overlap, parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
-from saa_data import builder, ground_truth, inputs, pairs, parse
+from sycophancy_eval_kit.saa_data import builder, ground_truth, inputs, pairs, parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 REAL = SHARED_DATA / "bct"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
-from saa_data import parse, suggestions
-from saa_data.parse import CONTINUATION, FULL, BctFormatError
+from sycophancy_eval_kit.saa_data import parse, suggestions
+from sycophancy_eval_kit.saa_data.parse import CONTINUATION, FULL, BctFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 REAL_BCT = SHARED_DATA / "bct" / "deprecated_train_original_release" / "bct_non_cot.jsonl"

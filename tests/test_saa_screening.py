@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from saa_data import parse, screening
+from sycophancy_eval_kit.saa_data import parse, screening
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 

@@ -1,18 +1,17 @@
-"""scripts/toy_seeds.py: per-seed configs, the leaderboard rows it reads, ranges and directions by hand."""
+"""toy_seeds.py: per-seed configs, the leaderboard rows it reads, ranges and directions by hand."""
 
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from examples.toy_world import toy_seeds
+from sycophancy_eval_kit.reproduce import load_config
 
-import toy_seeds  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FIELDS = ["model", "base", "variant", "track", "subset", "metric", "value", "lo", "hi", "n", "k"]
 
@@ -36,7 +35,7 @@ A, Y = "answer.one-pass.rule", "ays.one-pass.rule"
 
 
 def test_seed_config_sets_every_seed_and_keeps_the_grid() -> None:
-    base = yaml.safe_load((REPO / "scripts/configs/toy.yaml").read_text(encoding="utf-8"))
+    base = load_config(REPO / "examples" / "toy_world" / "toy.yaml")
     config = toy_seeds.seed_config(base, 7, Path("/x/seed_7"))
     assert config["world"]["seed"] == 7 and config["training"]["args"]["seed"] == 7
     assert config["output_dir"] == "/x/seed_7" and config["variants"] == base["variants"]

@@ -4,20 +4,17 @@ split between entities used in preference training and entities evaluated."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import jinja2
 import pytest
 
-from lm_eval_tasks.sycophancy import data, prompts
-from saa_data import overlap
-from saa_data.parse import BctRow
+from examples.toy_world import toy_world
+from sycophancy_eval_kit.core import data, prompts
+from sycophancy_eval_kit.saa_data import overlap
+from sycophancy_eval_kit.saa_data.parse import BctRow
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import toy_world  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 from conftest import REPO
-from tiny_models import CHAT_TEMPLATE, build_tokenizer
 from trl.data_utils import maybe_apply_chat_template
 
-from lm_eval_tasks.sycophancy.prompts import render_conversation
-from training.chat_templates import (
+from sycophancy_eval_kit.core.prompts import render_conversation
+from sycophancy_eval_kit.testing.tiny_models import CHAT_TEMPLATE, build_tokenizer
+from sycophancy_eval_kit.training.chat_templates import (
     FALLBACK_CHAT_TEMPLATE,
     apply_policy,
     merge_system_turn,
     probe_policy,
 )
-from training.config import DataArguments
-from training.data import prepare_preference_data
+from sycophancy_eval_kit.training.config import DataArguments
+from sycophancy_eval_kit.training.data import prepare_preference_data
 
 #: like Gemma-7B-it's template: raises on a system role.
 REJECTS_SYSTEM = (

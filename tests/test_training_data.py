@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import types
 from functools import partial
 from pathlib import Path
@@ -13,10 +12,10 @@ import pytest
 from conftest import REPO, SHARED_DATA
 from datasets import concatenate_datasets
 
-from lm_eval_tasks.sycophancy.files import DataError
-from training.chat_templates import apply_policy
-from training.config import DataArguments
-from training.data import (
+from sycophancy_eval_kit.core.files import DataError
+from sycophancy_eval_kit.training.chat_templates import apply_policy
+from sycophancy_eval_kit.training.config import DataArguments
+from sycophancy_eval_kit.training.data import (
     DROP_EMPTY,
     DROP_IDENTICAL,
     DROP_TOO_LONG,
@@ -28,7 +27,7 @@ from training.data import (
     read_saa,
     sequence_lengths,
 )
-from training.sources import PreferenceDataError, resolve_file
+from sycophancy_eval_kit.training.sources import PreferenceDataError, resolve_file
 
 FIXTURES = REPO / "training" / "fixtures"
 DPO_DEMO = SHARED_DATA / "dpo_demo" / "dpo_en_demo.json"
@@ -36,8 +35,7 @@ DPO_DEMO = SHARED_DATA / "dpo_demo" / "dpo_en_demo.json"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_models import build_tokenizer
+    from sycophancy_eval_kit.testing.tiny_models import build_tokenizer
 
     tok = build_tokenizer()
     apply_policy(tok)  # no template -> the fallback template
@@ -137,7 +135,7 @@ def test_prepare_counts_every_drop_and_records_hashes(tokenizer) -> None:
     assert dpo["dropped"] == {DROP_IDENTICAL: 1, DROP_EMPTY: 1, DROP_TOO_LONG: 1}
     assert data.manifest["rows_per_source"] == {"dpo_mix_en": 13, "saa": 12}
     assert [r["source"] for r in data.dataset] == ["dpo_mix_en"] * 13 + ["saa"] * 12
-    from lm_eval_tasks.sycophancy.data import sha256_file
+    from sycophancy_eval_kit.core.data import sha256_file
 
     assert dpo["sha256"] == sha256_file(FIXTURES / "dpo_mix_en_smoke.json")
     assert all(max(sequence_lengths(r, tokenizer)) <= 384 for r in data.dataset)
@@ -187,7 +185,7 @@ def test_data_arguments_validation() -> None:
 
 
 def test_paper_config_resolves_to_effective_batch_16(tmp_path: Path) -> None:
-    from training.orpo import make_parser
+    from sycophancy_eval_kit.training.orpo import make_parser
 
     paper = ["--config", str(REPO / "training" / "configs" / "paper.yaml"), "--output_dir", str(tmp_path)]
     paper += ["--model_name_or_path", "unused", "--bf16", "false", "--use_cpu", "true"]  # no GPU here
@@ -277,7 +275,7 @@ def test_mixture_counts_are_trls(
 def test_flags_translate_to_trls_mixture_and_shares_hold_after_drops(tokenizer) -> None:
     from trl import DatasetMixtureConfig
 
-    from training.config import PreferenceSet
+    from sycophancy_eval_kit.training.config import PreferenceSet
 
     args = DataArguments(
         datasets=["dpo_mix_en", "saa"],

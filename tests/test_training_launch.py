@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, TASKS_DIR
-from proc import run_group
+
+from sycophancy_eval_kit.core.procs import run_group
 
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
@@ -67,7 +68,7 @@ def smoke_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def merged(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.merge import MergeArguments, merge
+    from sycophancy_eval_kit.training.merge import MergeArguments, merge
 
     return merge(MergeArguments(adapter=str(smoke_run), output_dir=str(tmp_path_factory.mktemp("merged"))))
 
@@ -231,11 +232,13 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 30
     pytest.fail(f"no {text!r} in {path} after {timeout}s")
 
 
-def _survivors_after_sigterm(proc: subprocess.Popen, marker: str, log: Path, wait_for: tuple[Path, str]):
-    """SIGTERM ``proc`` (alone) once ``wait_for`` shows training runs; the processes left 20 s later."""
+def _survivors_after_signal(
+    proc: subprocess.Popen, marker: str, log: Path, wait_for: tuple[Path, str], sig: int = signal.SIGTERM
+) -> list[int]:
+    """Signal ``proc`` (alone) once ``wait_for`` shows training runs; the processes left 20 s later."""
     try:
         _wait_for(*wait_for, proc)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 20
         while _alive_with(marker) and time.monotonic() < deadline:
@@ -251,8 +254,15 @@ def _survivors_after_sigterm(proc: subprocess.Popen, marker: str, log: Path, wai
 
 
 @needs_proc
-def test_sigterm_to_the_launcher_alone_stops_training(tiny_model: Path, tmp_path: Path) -> None:
-    """accelerate's single-process launcher does not forward SIGTERM; the training process stops itself."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_no_training_outlives_a_launcher_signalled_alone(tiny_model: Path, tmp_path: Path, sig: int) -> None:
+    """Whatever stops the launcher alone, its training process stops too and writes nothing after.
+
+    How is the launcher's business and changes between releases: accelerate 1.16 forwards SIGTERM and
+    pipes the script's stderr through itself (so a SIGKILLed launcher breaks that pipe), 1.15 did
+    neither; the script's own guard (``procs.stop_when_parent_dies``, tested in test_procs.py) covers
+    a launcher that does not. Only the outcome is asserted.
+    """
     out, log = tmp_path / "killed", tmp_path / "launch.log"
     # enough steps that an orphan would still be training (and later write its adapter) 20 s on
     cmd = _launch_cmd(["--cpu", "--num_processes", "1"], tiny_model, out, "--max_steps", "400")
@@ -260,9 +270,8 @@ def test_sigterm_to_the_launcher_alone_stops_training(tiny_model: Path, tmp_path
         launcher = subprocess.Popen(
             cmd, cwd=REPO, env=_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
-    survivors = _survivors_after_sigterm(launcher, str(out), log, (log, "Training on"))
+    survivors = _survivors_after_signal(launcher, str(out), log, (log, "Training on"), sig)
     assert not survivors, f"training outlived its launcher: {survivors}\n{log.read_text()[-2000:]}"
-    assert "its launcher (pid" in log.read_text()
     assert not (out / "adapter_model.safetensors").exists()
 
 
@@ -293,7 +302,7 @@ def test_sigterm_to_reproduce_stops_its_training_step(tiny_model: Path, tmp_path
             start_new_session=True,
         )
     step_log = grid / "logs" / "train__tiny__aligned.log"
-    survivors = _survivors_after_sigterm(proc, str(grid / "models"), log, (step_log, "Training on"))
+    survivors = _survivors_after_signal(proc, str(grid / "models"), log, (step_log, "Training on"))
     assert not survivors, f"the training step outlived reproduce.py: {survivors}\n{log.read_text()[-2000:]}"
     assert proc.returncode != 0
     assert not (grid / "models" / "tiny" / "aligned" / "adapter_model.safetensors").exists()

@@ -13,10 +13,15 @@ import torch.nn.functional as F
 from conftest import REPO
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from training.chat_templates import apply_policy
-from training.config import DataArguments, SycophancyORPOConfig
-from training.data import prepare_preference_data
-from training.trainer import NonFiniteLossError, SycophancyORPOTrainer, metrics_from_sums, per_source_sums
+from sycophancy_eval_kit.training.chat_templates import apply_policy
+from sycophancy_eval_kit.training.config import DataArguments, SycophancyORPOConfig
+from sycophancy_eval_kit.training.data import prepare_preference_data
+from sycophancy_eval_kit.training.trainer import (
+    NonFiniteLossError,
+    SycophancyORPOTrainer,
+    metrics_from_sums,
+    per_source_sums,
+)
 
 FIXTURES = REPO / "training" / "fixtures"
 SMOKE = REPO / "training" / "configs" / "smoke.yaml"
@@ -178,7 +183,7 @@ class _Interrupt(TrainerCallback):
 
 
 def _run_script(argv: list[str], callbacks=None):
-    from training.orpo import main, make_parser
+    from sycophancy_eval_kit.training.orpo import main, make_parser
 
     script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
     return main(script_args, training_args, model_args, callbacks=callbacks)
@@ -228,7 +233,11 @@ def test_resume_gives_the_same_steps_and_weights(
 
 
 def test_resume_skips_checkpoints_cut_short(tmp_path: Path) -> None:
-    from training.checkpoints import CheckpointError, newest_complete_checkpoint, resolve_resume
+    from sycophancy_eval_kit.training.checkpoints import (
+        CheckpointError,
+        newest_complete_checkpoint,
+        resolve_resume,
+    )
 
     for step, state in ((1, "{}"), (2, '{"global_step": 2'), (3, None), (10, "{}"), (11, None)):
         folder = tmp_path / f"checkpoint-{step}"

@@ -15,7 +15,7 @@ about what that template accepts, so one of three policies is applied before tra
     The tokenizer has no chat template at all (Falcon-7B-instruct). We install
     :data:`FALLBACK_CHAT_TEMPLATE`, which renders Sharma et al.'s ``Human: ...\\n\\nAssistant:`` text,
     byte for byte what the lm-eval tasks send when run without ``--apply_chat_template``
-    (``lm_eval_tasks.sycophancy.prompts.render_conversation``), so such a model is trained in the format
+    (``sycophancy_eval_kit.core.prompts.render_conversation``), so such a model is trained in the format
     it is evaluated in. The template is saved with the adapter's tokenizer.
 
 ``auto`` (the default) probes the tokenizer instead of trusting model names: no template means
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lm_eval_tasks.sycophancy.prompts import ASSISTANT_PREFIX, HUMAN_PREFIX, TURN_SEPARATOR
+from sycophancy_eval_kit.core.prompts import ASSISTANT_PREFIX, HUMAN_PREFIX, TURN_SEPARATOR
 
 POLICIES: tuple[str, ...] = ("auto", "native", "merge_system", "fallback")
 

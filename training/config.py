@@ -17,7 +17,7 @@ from trl import DatasetMixtureConfig
 from trl.experimental.orpo import ORPOConfig
 from trl.scripts.utils import DatasetConfig
 
-from .chat_templates import POLICIES
+from sycophancy_eval_kit.training.chat_templates import POLICIES
 
 DATASET_NAMES: tuple[str, ...] = ("dpo_mix_en", "saa")
 SAA_FILE = "saa.jsonl"

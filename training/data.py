@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .chat_templates import ChatTemplateChoice, conform_messages
-from .config import SAA_FILE, DataArguments, PreferenceSet
-from .sources import PreferenceDataError, ResolvedFile, read_records, resolve_file
+from sycophancy_eval_kit.training.chat_templates import ChatTemplateChoice, conform_messages
+from sycophancy_eval_kit.training.config import SAA_FILE, DataArguments, PreferenceSet
+from sycophancy_eval_kit.training.sources import PreferenceDataError, ResolvedFile, read_records, resolve_file
 
 if TYPE_CHECKING:
     from datasets import Dataset

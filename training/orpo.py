@@ -19,7 +19,7 @@ accelerate launch --config_file training/accelerate/multi_gpu.yaml --num_process
 
 # Offline smoke run on CPU (seconds, shipped fixtures; any small causal LM)
 ```bash
-python tests/tiny_models.py /tmp/tiny
+python -m sycophancy_eval_kit.testing.tiny_models /tmp/tiny
 accelerate launch --cpu training/orpo.py --config training/configs/smoke.yaml \
     --model_name_or_path /tmp/tiny --output_dir /tmp/smoke
 ```
@@ -50,10 +50,10 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_peft_config
 
-    from training.chat_templates import apply_policy
-    from training.checkpoints import resolve_resume
-    from training.data import prepare_preference_data, write_manifest
-    from training.trainer import SycophancyORPOTrainer
+    from sycophancy_eval_kit.training.chat_templates import apply_policy
+    from sycophancy_eval_kit.training.checkpoints import resolve_resume
+    from sycophancy_eval_kit.training.data import prepare_preference_data, write_manifest
+    from sycophancy_eval_kit.training.trainer import SycophancyORPOTrainer
 
     if not model_args.model_name_or_path:
         raise ValueError("--model_name_or_path is required (a hub id or a local model folder)")
@@ -148,7 +148,7 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
 def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None):
     from trl import ModelConfig, TrlParser
 
-    from training.config import DataArguments, SycophancyORPOConfig
+    from sycophancy_eval_kit.training.config import DataArguments, SycophancyORPOConfig
 
     dataclass_types = (DataArguments, SycophancyORPOConfig, ModelConfig)
     if subparsers is not None:
@@ -158,11 +158,11 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
 def cli(argv: list[str] | None = None) -> None:
     """Entry point of ``accelerate launch training/orpo.py`` and the ``syco-train`` console script."""
-    from training.launcher import stop_with_launcher
+    from sycophancy_eval_kit.core.procs import stop_when_parent_dies
 
-    stop_with_launcher()  # first: accelerate's launcher, killed alone, would leave this process training
-    from lm_eval_tasks.sycophancy.files import DataError
-    from training.checkpoints import CheckpointError
+    stop_when_parent_dies("training/orpo.py")  # first: a launcher killed alone would leave this training
+    from sycophancy_eval_kit.core.files import DataError
+    from sycophancy_eval_kit.training.checkpoints import CheckpointError
 
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
@@ -179,9 +179,5 @@ def cli(argv: list[str] | None = None) -> None:
         os._exit(0)
 
 
-if __name__ == "__main__":
-    import sys
-
-    # `accelerate launch training/orpo.py` runs this file as a script; make the repo importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":  # `accelerate launch training/orpo.py` runs this file as a script
     cli()

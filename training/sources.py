@@ -1,6 +1,6 @@
 """Where a preference file comes from: a local file or folder, or a file of a Hub dataset repository.
 
-Files are read through the project's file layer (``lm_eval_tasks/sycophancy/files.py``), so a row that
+Files are read through the project's file layer (``src/sycophancy_eval_kit/core/files.py``), so a row that
 is not UTF-8 or not JSON is an error naming ``path:line``, and every record keeps its label
 (``path:line`` for JSON lines, ``path[index]`` for a JSON array) for the converters' errors.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lm_eval_tasks.sycophancy.files import DataError, iter_json_lines, load_json, sha256_file
+from sycophancy_eval_kit.core.files import DataError, iter_json_lines, load_json, sha256_file
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -10,11 +10,11 @@ from typing import Any
 
 from lm_eval.api.instance import Instance
 
-from . import data
-from .base_task import Renderer, SharmaTask
-from .grading import grade_free_form
-from .metrics import CONDITIONS, answer_question_metrics
-from .prompts import user
+from sycophancy_eval_kit.core import data
+from sycophancy_eval_kit.core.grading import grade_free_form
+from sycophancy_eval_kit.core.prompts import user
+from sycophancy_eval_kit.core.registry import CONDITIONS, answer_question_metrics
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer, SharmaTask
 
 
 class AnswerSuggestionTask(SharmaTask):

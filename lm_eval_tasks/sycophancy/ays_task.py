@@ -27,12 +27,11 @@ from typing import Any
 
 from lm_eval.api.instance import Instance
 
-from . import data, prompts
-from .answers import free_text
-from .base_task import Renderer, SharmaTask
-from .grading import grade_free_form
-from .metrics import first_answer_metrics, one_pass_mc_metrics
-from .prompts import assistant, user
+from sycophancy_eval_kit.core import data, prompts
+from sycophancy_eval_kit.core.grading import grade_response
+from sycophancy_eval_kit.core.prompts import assistant, user
+from sycophancy_eval_kit.core.registry import first_answer_metrics, one_pass_mc_metrics
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer, SharmaTask
 
 
 class AreYouSureTask(SharmaTask):
@@ -199,16 +198,8 @@ def process_mc_results(doc: dict[str, Any], results: list[tuple[float, bool]]) -
     return one_pass_mc_metrics(int(first == correct), int(final == correct))
 
 
-def grade_free_form_response(response: str, doc: dict[str, Any]) -> int | None:
-    """1 / 0 for a free-form response, ``None`` when it is empty (nothing to grade)."""
-    text = free_text(response)
-    if not text:
-        return None
-    return grade_free_form(text, doc["accepted_answers"])
-
-
 def process_free_form_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """Metrics of one free-form question from its first answer."""
     if len(results) != 1:
         raise ValueError(f"question {doc['id']}: expected 1 response, got {len(results)}")
-    return first_answer_metrics(grade_free_form_response(results[0], doc))
+    return first_answer_metrics(grade_response(results[0], doc["accepted_answers"]))

@@ -16,8 +16,8 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from . import data, lm_eval_compat
-from .prompts import render_conversation
+from sycophancy_eval_kit.core import data, lm_eval_compat
+from sycophancy_eval_kit.core.prompts import render_conversation
 
 # NaN-aware aggregation needs two small wrappers around lm-eval (stderr, group weights): see there.
 lm_eval_compat.apply()

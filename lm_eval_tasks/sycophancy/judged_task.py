@@ -24,30 +24,41 @@ transcripts with the same requests (``answer_requests``, ``challenge_requests``)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lm_eval.api.filter import Filter
 from lm_eval.api.instance import Instance
 
-from . import data, judge, prompts
-from .answer_task import AnswerSuggestionTask
-from .answers import free_text
-from .ays_task import AreYouSureFreeFormTask, free_form_conversations
-from .base_task import Renderer
-from .grading import grade_free_form
-from .metrics import CONDITIONS, NAN, admits_mistake, answer_question_metrics, judge_bookkeeping
-from .prompts import assistant
+from sycophancy_eval_kit.core import data, judge
+from sycophancy_eval_kit.core.answers import free_text
+from sycophancy_eval_kit.core.grading import grade_free_form
+from sycophancy_eval_kit.core.judge.turns import (
+    FILTER_NAME,
+    JUDGE_PROMPT_VERSIONS,
+    answer_requests,
+    challenge_requests,
+    mode_pairs,
+    turn_judgments,
+    verdict,
+)
+from sycophancy_eval_kit.core.prompts import assistant
+from sycophancy_eval_kit.core.registry import (
+    CONDITIONS,
+    NAN,
+    admits_mistake,
+    answer_question_metrics,
+    judge_bookkeeping,
+)
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.answer_task import AnswerSuggestionTask
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.ays_task import (
+    AreYouSureFreeFormTask,
+    free_form_conversations,
+)
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer
 
 logger = logging.getLogger(__name__)
 
-FILTER_NAME = "judge"
-JUDGE_PROMPT_VERSIONS = {
-    judge.CORRECTNESS: prompts.JUDGE_CORRECTNESS_VERSION,
-    "correctness_reference_mode": prompts.JUDGE_REFERENCE_VERSION,
-    "correctness_in_conversation": prompts.JUDGE_CONVERSATION_VERSION,
-    judge.ADMITS_MISTAKE: prompts.JUDGE_ADMITS_MISTAKE_VERSION,
-}
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -147,58 +158,6 @@ class AreYouSureJudgeFilter(JudgeFilter):
         if doc["turn"] == 1:
             return answer_requests(doc, response, self.settings.mode)
         return challenge_requests(doc, free_form_conversations(doc)[1] + [assistant(response)])
-
-
-#: where the reference-mode verdict of ``judge_mode=both`` is kept beside ours.
-REFERENCE_CORRECTNESS = "correctness_reference"
-
-
-def answer_requests(doc: dict[str, Any], response: str, mode: str) -> dict[str, judge.JudgeRequest]:
-    """Is ``response`` a correct answer to the question? Asked in the judge's mode: ours (every accepted
-    answer, strict verdicts), the reference grader's (one true answer, lenient), or both."""
-    reference = doc["correct_answer"] or doc["accepted_answers"][0]
-    asks: dict[str, judge.JudgeRequest] = {}
-    if mode == "reference":
-        asks[judge.CORRECTNESS] = judge.reference_request(doc["question"], response, reference)
-        return asks
-    asks[judge.CORRECTNESS] = judge.correctness_request(doc["question"], response, doc["accepted_answers"])
-    if mode == "both":
-        asks[REFERENCE_CORRECTNESS] = judge.reference_request(doc["question"], response, reference)
-    return asks
-
-
-def challenge_requests(
-    doc: dict[str, Any], conversation: list[dict[str, str]], correctness: bool = True
-) -> dict[str, judge.JudgeRequest]:
-    """What to ask about a reply to the challenge (``conversation`` ends with it): which answer it stands
-    by (free form; the judge reads the whole conversation) and whether it admits a mistake."""
-    asks: dict[str, judge.JudgeRequest] = {}
-    if correctness:
-        asks[judge.CORRECTNESS] = judge.conversation_request(
-            doc["question"], doc["accepted_answers"], conversation
-        )
-    asks[judge.ADMITS_MISTAKE] = judge.admits_mistake_request(conversation)
-    return asks
-
-
-# ---------------------------------------------------------------------------------------- metrics
-_JUDGMENT_KINDS = (judge.CORRECTNESS, REFERENCE_CORRECTNESS, judge.ADMITS_MISTAKE)
-
-
-def turn_judgments(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every judgment made about a question's turns (``JudgeFilter`` outputs)."""
-    return [r[kind] for r in results for kind in _JUDGMENT_KINDS if kind in r]
-
-
-def verdict(result: Mapping[str, Any], kind: str = judge.CORRECTNESS) -> int | None:
-    """A turn's verdict of one kind (None: not asked, or the judge gave none)."""
-    return (result.get(kind) or {}).get("verdict")
-
-
-def mode_pairs(results: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """(ours, reference) verdicts of every response both modes judged (``judge_mode=both``)."""
-    pairs = [(verdict(r), verdict(r, REFERENCE_CORRECTNESS)) for r in results]
-    return [(a, b) for a, b in pairs if a is not None and b is not None]
 
 
 def process_answer_results(doc: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:

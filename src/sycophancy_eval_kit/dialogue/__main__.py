@@ -1,0 +1,5 @@
+"""``python -m sycophancy_eval_kit.dialogue``: the same as ``syco-dialogue``."""
+
+from sycophancy_eval_kit.dialogue.cli import cli
+
+cli()
