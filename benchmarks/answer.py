@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import data
 from sycophancy_eval_kit.core.cli_flags import ArgumentParser
 from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
 
@@ -21,22 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_questions(folder: Path, n: int) -> Path:
-    with open(folder / "answer.jsonl", "w", encoding="utf-8") as handle:
-        for i in range(n):
-            base = {
-                "dataset": "trivia_qa",
-                "question": f"Which invented city number {i} is the capital of Zorba?",
-                "answer": [f"Kalto {i}"],
-                "correct_answer": f"Kalto {i}",
-                "incorrect_answer": f"Mirra {i}",
-            }
-            for tpl in prompts.ANSWER_TEMPLATES.values():
-                row = {
-                    "prompt": [{"type": "human", "content": tpl.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": tpl},
-                }
-                handle.write(json.dumps(row) + "\n")
+    rows = []
+    for i in range(n):
+        question = f"Which invented city number {i} is the capital of Zorba?"
+        rows += data.answer_rows("trivia_qa", question, f"Kalto {i}", f"Mirra {i}", aliases=[f"Kalto {i}"])
+    data.write_sharma_file(folder / data.ANSWER_FILE, rows)
     return folder
 
 

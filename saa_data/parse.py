@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sycophancy_eval_kit.core import prompts
 from sycophancy_eval_kit.core.answers import option_line, parse_letter
 from sycophancy_eval_kit.core.files import DataError, iter_json_lines
 from sycophancy_eval_kit.saa_data import suggestions
@@ -25,7 +26,7 @@ CONTINUATION = "continuation"  # prompt ends with the prefix; answer ``B) text``
 FULL = "full"  # answer ``The best answer is: (B) text``
 MIN_OPTIONS, MAX_OPTIONS = 2, 6
 
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LETTERS = prompts.OPTION_LETTERS
 
 
 class BctFormatError(DataError):

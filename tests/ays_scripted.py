@@ -13,18 +13,16 @@ documents across two CPU processes the way HFLM does across GPUs (HFLM itself on
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-from pathlib import Path
 
 import lm_eval.models  # noqa: F401  (built-in backends first: get_model skips them once one is registered)
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry, register_model
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import data, prompts
 
 UNREADABLE = "_"
 _TAG = re.compile(r"\[\[(mc|ff):([^>\]]*)>([^\]]*)\]\]")
@@ -129,40 +127,18 @@ if "ays-scripted" not in model_registry:
 def mc_row(
     dataset: str, question: str, correct: str, letters: str = "ABCD", prefill: bool | None = None
 ) -> dict:
-    """A Sharma-format MC row; letter-only sub-datasets get the prefill unless told otherwise."""
+    """A Sharma-format MC row with options "option a", ...; letter-only sub-datasets get the prefill
+    unless told otherwise."""
     options = [f"option {letter.lower()}" for letter in letters]
-    answers = "\n".join(f"({letter}) {text}" for letter, text in zip(letters, options, strict=True))
-    template = prompts.AYS_MC_COT if dataset.endswith("_cot") else prompts.AYS_MC_WITH_INSTRUCTION
-    prompt = [{"type": "human", "content": template.format(question=question, answers=answers)}]
-    if prefill if prefill is not None else template == prompts.AYS_MC_WITH_INSTRUCTION:
-        prompt.append({"type": "ai", "content": prompts.MC_ANSWER_PREFILL})
-    base = {
-        "dataset": dataset,
-        "question": question,
-        "correct_letter": correct,
-        "letters": letters,
-        "answers": answers,
-        "answers_list": options,
-        "correct_answer": options[letters.index(correct)] if correct in letters else "",
-    }
-    return {"prompt": prompt, "base": base, "metadata": {"prompt_template": template}}
+    return data.mc_row(dataset, question, options, correct, prefill=prefill, letters=letters)
 
 
 def ff_row(dataset: str, question: str, answer: str) -> dict:
     """A Sharma-format free-form row whose only accepted answer is ``answer``."""
-    base = {"dataset": dataset, "question": question, "answer": [answer], "correct_answer": answer}
-    return {
-        "prompt": [{"type": "human", "content": question}],
-        "base": base,
-        "metadata": {"prompt_template": prompts.AYS_FREE_FORM},
-    }
+    return data.free_form_row(dataset, question, answer, aliases=[answer])
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return out
+write_jsonl = data.write_sharma_file
 
 
 def hand_fixture_rows() -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import lm_eval
 from lm_eval.tasks import TaskManager
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import data, prompts
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "lm_eval_tasks"
 
@@ -38,24 +37,14 @@ def evaluate(model: Any, tasks: list[str], metadata: dict[str, Any], **kwargs: A
 
 def write_answer_file(folder: Path, questions: Iterable[tuple[str, str, str, str]]) -> Path:
     """A Sharma-format answer.jsonl from (question, correct, incorrect, dataset): four rows each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "answer.jsonl", "w", encoding="utf-8") as handle:
-        for question, correct, wrong, dataset in questions:
-            base = {
-                "dataset": dataset,
-                "question": question,
-                "correct_answer": correct,
-                "incorrect_answer": wrong,
-            }
-            if dataset == "trivia_qa":
-                base["answer"] = [correct]
-            for template in prompts.ANSWER_TEMPLATES.values():
-                row = {
-                    "prompt": [{"type": "human", "content": template.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": template},
-                }
-                handle.write(json.dumps(row) + "\n")
+    rows = [
+        row
+        for question, correct, wrong, dataset in questions
+        for row in data.answer_rows(
+            dataset, question, correct, wrong, aliases=[correct] if dataset == "trivia_qa" else None
+        )
+    ]
+    data.write_sharma_file(folder / data.ANSWER_FILE, rows)
     return folder
 
 

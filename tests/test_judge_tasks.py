@@ -6,14 +6,13 @@ its verdict, so the judge's grades, the rule grader's and every metric can be wo
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 from lm_eval_helpers import answer_condition, evaluate, task_manager, write_answer_file
 
-from sycophancy_eval_kit.core import judge, prompts
+from sycophancy_eval_kit.core import data, judge, prompts
 from sycophancy_eval_kit.testing.judge_server import Fault, JudgeServer, by_substring
 from sycophancy_eval_kit.testing.scripted import ScriptedLM
 
@@ -337,18 +336,11 @@ AYS_EXPECTED = {
 
 
 def write_ays_fixture(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "are_you_sure.jsonl", "w") as handle:
-        for question, (answer, dataset, _, _) in AYS_SCRIPT.items():
-            base = {"dataset": dataset, "question": question, "correct_answer": answer}
-            if dataset == "trivia_qa":
-                base["answer"] = [answer]
-            row = {
-                "prompt": [{"type": "human", "content": question}],
-                "base": base,
-                "metadata": {"prompt_template": prompts.AYS_FREE_FORM},
-            }
-            handle.write(json.dumps(row) + "\n")
+    rows = [
+        data.free_form_row(dataset, question, answer, aliases=[answer] if dataset == "trivia_qa" else None)
+        for question, (answer, dataset, _, _) in AYS_SCRIPT.items()
+    ]
+    data.write_sharma_file(folder / data.ARE_YOU_SURE_FILE, rows)
     return folder
 
 
@@ -413,32 +405,10 @@ DIALOGUE_VERDICTS = {
 
 
 def write_dialogue_fixture(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for question, (correct, *_) in DIALOGUE_MC.items():
-        answers = "\n".join(f"({letter}) option {letter.lower()}" for letter in "ABCD")
-        content = prompts.AYS_MC_WITH_INSTRUCTION.format(question=question, answers=answers)
-        base = {"dataset": "aqua_mc", "question": question, "answers": answers, "correct_letter": correct}
-        rows.append(
-            {
-                "prompt": [
-                    {"type": "human", "content": content},
-                    {"type": "ai", "content": prompts.MC_ANSWER_PREFILL},
-                ],
-                "base": base | {"letters": "ABCD", "correct_answer": f"option {correct.lower()}"},
-                "metadata": {"prompt_template": prompts.AYS_MC_WITH_INSTRUCTION},
-            }
-        )
-    for question, (answer, *_) in DIALOGUE_FF.items():
-        base = {"dataset": "trivia_qa", "question": question, "answer": [answer], "correct_answer": answer}
-        rows.append(
-            {
-                "prompt": [{"type": "human", "content": question}],
-                "base": base,
-                "metadata": {"prompt_template": prompts.AYS_FREE_FORM},
-            }
-        )
-    (folder / "are_you_sure.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    options = [f"option {letter.lower()}" for letter in "ABCD"]
+    rows = [data.mc_row("aqua_mc", q, options, correct) for q, (correct, *_) in DIALOGUE_MC.items()]
+    rows += [data.free_form_row("trivia_qa", q, a, aliases=[a]) for q, (a, *_) in DIALOGUE_FF.items()]
+    data.write_sharma_file(folder / data.ARE_YOU_SURE_FILE, rows)
     return folder
 
 

@@ -337,3 +337,30 @@ def test_fast_bootstrap_is_deterministic_given_the_seed() -> None:
     one = stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=9)
     assert one == stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=9)
     assert one != stats.paired_bootstrap_many(arrays, rows, resamples=2000, seed=10)
+
+
+def test_pooled_stderr_is_the_stderr_of_the_concatenated_sample() -> None:
+    """Rebuilt from each sub-sample's mean, stderr and size, including the between-sub-sample spread
+    (a flip rate of 0 on one sub-dataset and 0.86 on another) that lm-eval's pooled formula drops."""
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(0, 2, n).astype(float) for n in (7, 1, 12)] + [np.ones(5), np.zeros(9)]
+    means = [float(p.mean()) for p in parts]
+    stderrs = [stats.mean_stderr(p.tolist()) for p in parts]
+    assert stderrs[1] is None  # one value: no stderr, and no within-variance to add
+    pooled = stats.pooled_stderr(means, stderrs, [p.size for p in parts])
+    assert pooled == pytest.approx(stats.mean_stderr(np.concatenate(parts).tolist()), rel=1e-12)
+    assert stats.mean_stderr([1.0, 0.0, 1.0]) == pytest.approx(np.std([1, 0, 1], ddof=1) / np.sqrt(3))
+    assert stats.pooled_stderr([1.0], [None], [1]) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closed_form_kappa_matches_sklearn(seed: int) -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, 40)
+    b = np.where(rng.random(40) < 0.7, a, 1 - a)
+    raw, kappa = stats.grader_agreement(zip(a.tolist(), b.tolist(), strict=True))
+    assert raw == pytest.approx(float(np.mean(a == b)))
+    assert kappa == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+    assert stats.grader_agreement([(1, 0), (1, 0)]) == (0.0, pytest.approx(cohen_kappa_score([1, 1], [0, 0])))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import data
 from sycophancy_eval_kit.core.data import DataError
 from sycophancy_eval_kit.saa_data import overlap, parse
 
@@ -16,47 +15,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "saa"
 
 def write_eval_folder(folder: Path, trivia: list[str], mc: list[tuple[str, list[str]]]) -> Path:
     """A Sharma-format folder: answer.jsonl (four rows per question) and are_you_sure.jsonl (MC rows)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    answer_rows = []
-    for q in trivia:
-        base = {
-            "dataset": "trivia_qa",
-            "question": q,
-            "answer": ["x"],
-            "correct_answer": "x",
-            "incorrect_answer": "y",
-        }
-        for tpl in prompts.ANSWER_TEMPLATES.values():
-            answer_rows.append(
-                {
-                    "prompt": [{"type": "human", "content": tpl.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": tpl},
-                }
-            )
-    ays_rows = []
-    for q, options in mc:
-        answers = "\n".join(f"({'ABCDE'[i]}) {o}" for i, o in enumerate(options))
-        base = {
-            "dataset": "aqua_mc",
-            "question": q,
-            "answers": answers,
-            "correct_letter": "A",
-            "correct_answer": options[0],
-        }
-        tpl = prompts.AYS_MC_WITH_INSTRUCTION
-        ays_rows.append(
-            {
-                "prompt": [
-                    {"type": "human", "content": tpl.format(question=q, answers=answers)},
-                    {"type": "ai", "content": prompts.MC_ANSWER_PREFILL},
-                ],
-                "base": base,
-                "metadata": {"prompt_template": tpl},
-            }
-        )
-    (folder / "answer.jsonl").write_text("".join(json.dumps(r) + "\n" for r in answer_rows))
-    (folder / "are_you_sure.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ays_rows))
+    answer = [row for q in trivia for row in data.answer_rows("trivia_qa", q, "x", "y", aliases=["x"])]
+    data.write_sharma_file(folder / data.ANSWER_FILE, answer)
+    mc_rows = [data.mc_row("aqua_mc", q, options, 0) for q, options in mc]
+    data.write_sharma_file(folder / data.ARE_YOU_SURE_FILE, mc_rows)
     return folder
 
 

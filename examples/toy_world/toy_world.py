@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import data, prompts
 from sycophancy_eval_kit.core.cli_flags import ArgumentParser
 
 #: attribute -> (question template, options in their fixed order)
@@ -119,45 +119,18 @@ def write_eval_data(world: World, folder: Path) -> Path:
     The sub-dataset names are the tasks' own (``sycophancy_answer_trivia_qa``,
     ``sycophancy_ays_aqua_mc``); the questions are the toy facts of the evaluated entities only.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(world.seed + 1)
-    with open(folder / "answer.jsonl", "w", encoding="utf-8") as handle:
-        for fact in world.facts_of(world.eval_entities):
-            base = {
-                "dataset": "trivia_qa",
-                "question": fact.question,
-                "answer": [fact.answer],
-                "correct_answer": fact.answer,
-                "incorrect_answer": fact.wrong(rng),
-            }
-            for template in prompts.ANSWER_TEMPLATES.values():
-                row = {
-                    "prompt": [{"type": "human", "content": template.format(**base)}],
-                    "base": base,
-                    "metadata": {"prompt_template": template},
-                }
-                handle.write(json.dumps(row) + "\n")
-    with open(folder / "are_you_sure.jsonl", "w", encoding="utf-8") as handle:
-        for fact in world.facts_of(world.eval_entities):
-            answers = "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(fact.options))
-            base = {
-                "dataset": "aqua_mc",
-                "question": fact.question,
-                "correct_letter": fact.letter,
-                "letters": LETTERS,
-                "answers": answers,
-                "answers_list": list(fact.options),
-                "correct_answer": fact.answer,
-            }
-            row = {
-                "prompt": [
-                    {"type": "human", "content": fact.mc_prompt()},
-                    {"type": "ai", "content": prompts.MC_ANSWER_PREFILL},
-                ],
-                "base": base,
-                "metadata": {"prompt_template": prompts.AYS_MC_WITH_INSTRUCTION},
-            }
-            handle.write(json.dumps(row) + "\n")
+    facts = world.facts_of(world.eval_entities)
+    answer = [
+        row
+        for fact in facts
+        for row in data.answer_rows(
+            "trivia_qa", fact.question, fact.answer, fact.wrong(rng), aliases=[fact.answer]
+        )
+    ]
+    data.write_sharma_file(folder / data.ANSWER_FILE, answer)
+    mc = [data.mc_row("aqua_mc", fact.question, fact.options, fact.letter) for fact in facts]
+    data.write_sharma_file(folder / data.ARE_YOU_SURE_FILE, mc)
     return folder
 
 

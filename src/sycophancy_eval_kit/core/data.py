@@ -1,4 +1,4 @@
-"""The one loader for Sharma et al.'s sycophancy-eval files.
+"""The one loader for Sharma et al.'s sycophancy-eval files, and the one writer of their rows.
 
 Every consumer (the lm-eval tasks, the dialogue driver, the SAA contamination check) gets its questions
 here, so sources, checksums, quirks and question ids are handled once:
@@ -9,6 +9,10 @@ here, so sources, checksums, quirks and question ids are handled once:
   sub-dataset + prompt, ignoring metadata), ``base`` keys that differ by sub-dataset;
 * a stable question id (hash of sub-dataset and question text), because lm-eval's ``doc_id`` is only a
   position and runs must be paired across models.
+
+Rows are written here too (``answer_rows``, ``mc_row``, ``free_form_row``, ``write_sharma_file``), in
+the upstream layout and with the templates of ``prompts``: the embedded sample, the toy world, the
+benchmarks and the tests all produce files this loader reads like the real ones.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +53,7 @@ DEFAULT_BASE_URLS: tuple[str, ...] = (
 ENV_DATA_DIR = "SYCOPHANCY_DATA_DIR"
 ENV_BASE_URL = "SYCOPHANCY_DATA_BASE_URL"
 EMBEDDED = "embedded"
-EMBEDDED_DIR = Path(__file__).parent / "sample_data"
+EMBEDDED_DIR = Path(__file__).resolve().parent / "sample_data"
 
 ANSWER_SUBSETS: tuple[str, ...] = ("trivia_qa", "truthful_qa")
 AYS_MC_SUBSETS: tuple[str, ...] = ("aqua_mc", "truthful_qa_mc", "mmlu_mc_cot", "math_mc_cot")
@@ -442,3 +446,103 @@ def provenance(source: DataSource, sharma: SharmaFile, n_docs: int) -> dict[str,
         "n_questions": n_docs,
         "n_duplicate_lines_dropped": len(sharma.duplicate_lines),
     }
+
+
+# ------------------------------------------------------------------------------------- writing
+def _row(messages: list[dict[str, str]], base: dict[str, Any], template: str) -> dict[str, Any]:
+    return {"prompt": messages, "base": base, "metadata": {"prompt_template": template}}
+
+
+def answer_rows(
+    dataset: str,
+    question: str,
+    correct_answer: str,
+    incorrect_answer: str,
+    aliases: Sequence[str] | None = None,
+    long_correct_answer: str | None = None,
+) -> list[dict[str, Any]]:
+    """The four Answer Suggestion rows of one question, one per template of ``prompts.ANSWER_TEMPLATES``.
+
+    ``aliases`` (trivia_qa's ``answer`` list) and ``long_correct_answer`` (truthful_qa's) are written
+    only when given, in the upstream key order.
+    """
+    base: dict[str, Any] = {"dataset": dataset, "question": question}
+    if aliases is not None:
+        base["answer"] = list(aliases)
+    base["correct_answer"] = correct_answer
+    if long_correct_answer is not None:
+        base["long_correct_answer"] = long_correct_answer
+    base["incorrect_answer"] = incorrect_answer
+    return [
+        _row([prompts.human_message(template.format(**base))], base, template)
+        for template in prompts.ANSWER_TEMPLATES.values()
+    ]
+
+
+def mc_row(
+    dataset: str,
+    question: str,
+    options: Sequence[str],
+    correct: int | str,
+    template: str | None = None,
+    prefill: bool | None = None,
+    letters: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One Are-You-Sure multiple-choice row: the question with its lettered options.
+
+    ``correct`` is the right option's index or letter. The template is ``*_cot`` sub-datasets'
+    ``AYS_MC_COT``, else ``AYS_MC_WITH_INSTRUCTION``, which gets the ``The answer is (`` prefill unless
+    ``prefill`` says otherwise; ``extra`` keys (``topic``) go into ``base`` after ``dataset``. The
+    options are lettered A, B, C, ...; ``letters`` (and a ``correct`` letter outside them) exist for
+    fixtures of broken files, which the loader must reject.
+    """
+    letters = letters if letters is not None else prompts.OPTION_LETTERS[: len(options)]
+    letter = letters[correct] if isinstance(correct, int) else correct
+    if template is None:
+        template = prompts.AYS_MC_COT if dataset.endswith("_cot") else prompts.AYS_MC_WITH_INSTRUCTION
+    answers = "\n".join(f"({lt}) {text}" for lt, text in zip(letters, options, strict=True))
+    base = {
+        "dataset": dataset,
+        **extra,
+        "question": question,
+        "correct_letter": letter,
+        "letters": letters,
+        "answers": answers,
+        "answers_list": list(options),
+        "correct_answer": options[letters.index(letter)] if letter in letters else "",
+    }
+    messages = [prompts.human_message(template.format(question=question, answers=answers))]
+    if prefill if prefill is not None else template == prompts.AYS_MC_WITH_INSTRUCTION:
+        messages.append(prompts.ai_message(prompts.MC_ANSWER_PREFILL))
+    return _row(messages, base, template)
+
+
+def free_form_row(
+    dataset: str,
+    question: str,
+    correct_answer: str,
+    aliases: Sequence[str] | None = None,
+    long_correct_answer: str | None = None,
+) -> dict[str, Any]:
+    """One Are-You-Sure free-form row: the question alone (``prompts.AYS_FREE_FORM``)."""
+    base: dict[str, Any] = {"dataset": dataset, "question": question}
+    if aliases is not None:
+        base["answer"] = list(aliases)
+    base["correct_answer"] = correct_answer
+    if long_correct_answer is not None:
+        base["long_correct_answer"] = long_correct_answer
+    template = prompts.AYS_FREE_FORM
+    return _row([prompts.human_message(template.format(question=question))], base, template)
+
+
+def write_sharma_file(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write rows as a Sharma-format jsonl file (UTF-8, one JSON object per line), atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}{files.TMP_TAG}{os.getpid()}")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(partial, target)
+    return target

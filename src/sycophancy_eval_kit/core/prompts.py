@@ -55,6 +55,20 @@ ASSISTANT_PREFIX = "Assistant:"
 TURN_SEPARATOR = "\n\n"
 
 
+#: the letters that label multiple-choice options, in order ("(A) ...", "(B) ...")
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def human_message(text: str) -> dict[str, str]:
+    """A user turn as Sharma et al.'s files write it (``{"type": "human", "content"}``)."""
+    return {"type": "human", "content": text}
+
+
+def ai_message(text: str) -> dict[str, str]:
+    """An assistant turn (a prefill) as Sharma et al.'s files write it."""
+    return {"type": "ai", "content": text}
+
+
 def user(text: str) -> dict[str, str]:
     """A user message, in the ``{"role", "content"}`` form chat templates and the judge read."""
     return {"role": "user", "content": text}
