@@ -42,13 +42,13 @@ def build_trainer(kind: str, model_dir: str, steps: int, repeat: int):
     from datasets import concatenate_datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_peft_config
-    from trl.experimental.orpo import ORPOTrainer
     from trl.trainer.model_config import ModelConfig
 
     from sycophancy_eval_kit.training.chat_templates import apply_policy
     from sycophancy_eval_kit.training.config import DataArguments, SycophancyORPOConfig
     from sycophancy_eval_kit.training.data import prepare_preference_data
     from sycophancy_eval_kit.training.trainer import SycophancyORPOTrainer
+    from sycophancy_eval_kit.training.trl_orpo import ORPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     choice = apply_policy(tokenizer)

@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny models built once per session, the real model and its server, the task folder,
-and paths to shared data."""
+"""Shared fixtures: tiny models built once per session, the real model and its server, the kit's wheel,
+the task folder and paths to shared data; and a check that the editable install is current."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from real_server import TransformersServer
 from venvs import build_wheel
 
+import sycophancy_eval_kit
 from sycophancy_eval_kit.core import files
 from sycophancy_eval_kit.testing.real_model import RealModelUnavailable, materialize_smollm2
 from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
@@ -21,6 +22,28 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 #: the user's model cache, read at import, before ``_isolated_env`` points SYCOPHANCY_CACHE_DIR at each
 #: test's tmp folder: the real model is converted once per machine, not once per test or per run.
 MODEL_CACHE = files.cache_dir("models")
+#: what the strict editable install links (``make install``), by folder in the clone
+_LINKED_SUFFIXES = (".py", ".yaml", ".html", ".css", ".js", ".jsonl")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A module added since ``make install`` is missing from the strict editable install's tree of links
+    (what editors resolve): say so once, instead of an ImportError in some test."""
+    installed = Path(sycophancy_eval_kit.__file__).parent
+    if "__editable__" not in str(installed):
+        return  # a regular or lenient editable install: nothing to go stale
+    sources = {"src/sycophancy_eval_kit": installed}
+    sources |= {name: installed / name for name in ("lm_eval_tasks", "saa_data", "training", "leaderboard")}
+    missing = [
+        str(path.relative_to(REPO))
+        for folder, linked in sources.items()
+        for path in (REPO / folder).rglob("*")
+        if path.suffix in _LINKED_SUFFIXES and "fixtures" not in path.parts
+        and not (linked / path.relative_to(REPO / folder)).exists()
+    ]
+    if missing:
+        shown = ", ".join(missing[:5])
+        pytest.exit(f"not in the editable install: {shown}; run `make install`", returncode=4)
 
 
 @pytest.fixture(scope="session")

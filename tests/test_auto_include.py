@@ -326,6 +326,7 @@ def _sha256_record(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
+@pytest.mark.slow
 def test_pip_install_dot_then_lm_eval_finds_the_tasks(kit_wheel: Path, tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv")
     with zipfile.ZipFile(kit_wheel) as archive:
@@ -349,6 +350,7 @@ def test_pip_install_dot_then_lm_eval_finds_the_tasks(kit_wheel: Path, tmp_path:
     _check_lm_eval_finds(python, DESIGN_CARD_TASKS, tasks_dir, tmp_path)
 
 
+@pytest.mark.slow
 def test_pip_install_editable_then_lm_eval_finds_the_tasks(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv")
     pip_install(python, "-e", REPO)

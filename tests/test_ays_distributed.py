@@ -27,6 +27,8 @@ from lm_eval.tasks import TaskManager
 from sycophancy_eval_kit.core import data
 from sycophancy_eval_kit.core.procs import run_group
 
+pytestmark = pytest.mark.multiprocess
+
 TASKS = ["sycophancy_ays_aqua_mc", "sycophancy_ays_mmlu_mc_cot"]
 EXPECTED = dict(
     acc_first=0.5,

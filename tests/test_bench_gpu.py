@@ -21,6 +21,8 @@ from benchmarks.gpu import common, phase_vllm, run
 from sycophancy_eval_kit.core import data
 from sycophancy_eval_kit.core.procs import run_group
 
+pytestmark = pytest.mark.gpu_smoke
+
 COMMAND = [sys.executable, "-m", "benchmarks.gpu"]
 QUESTIONS = 14  # the embedded sample has 10 (aqua_mc) and 12 (mmlu_mc_cot), so it is repeated as variants
 

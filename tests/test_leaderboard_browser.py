@@ -14,6 +14,8 @@ import pytest
 
 from sycophancy_eval_kit.leaderboard.__main__ import main
 
+pytestmark = pytest.mark.browser
+
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 HOSTILE = "<script>alert(1)</script>"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

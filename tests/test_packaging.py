@@ -54,6 +54,7 @@ def test_every_folder_of_the_namespace_is_declared() -> None:
     assert found - clone_only == set(declared.values()), (found - clone_only) ^ set(declared.values())
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_one_namespace_and_the_hook(kit_wheel: Path) -> None:
     with zipfile.ZipFile(kit_wheel) as archive:
         names = archive.namelist()

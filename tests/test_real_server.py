@@ -28,6 +28,7 @@ from real_server import ServerStartError, TransformersServer
 from sycophancy_eval_kit.core import judge, prompts
 
 real = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.real_server]
 
 
 @pytest.fixture(autouse=True, scope="module")

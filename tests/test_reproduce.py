@@ -102,6 +102,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int, 
     return config, out, code, buffer.getvalue()
 
 
+@pytest.mark.toy_grid
 def test_reduced_toy_grid_runs_end_to_end(toy_run) -> None:
     _, out, code, printed = toy_run
     assert code == 0, printed + "".join(p.read_text()[-3000:] for p in (out / "logs").glob("*.log"))
@@ -129,6 +130,7 @@ def test_reduced_toy_grid_runs_end_to_end(toy_run) -> None:
     assert "s | " in printed  # progress lines of running steps
 
 
+@pytest.mark.toy_grid
 def test_rerun_skips_every_finished_step(toy_run, capsys) -> None:
     config, out, code, _ = toy_run
     assert code == 0

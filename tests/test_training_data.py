@@ -106,7 +106,8 @@ def test_unusable_rows_are_dropped_and_counted() -> None:
 def test_lengths_match_trl_tokenization(tokenizer) -> None:
     """Our length filter counts exactly the tokens TRL's ORPO tokenize_row produces."""
     from trl.data_utils import maybe_apply_chat_template
-    from trl.experimental.orpo import ORPOTrainer
+
+    from sycophancy_eval_kit.training.trl_orpo import ORPOTrainer
 
     fake = types.SimpleNamespace(processing_class=tokenizer, is_encoder_decoder=False, max_length=10**6)
     fake.build_tokenized_answer = partial(ORPOTrainer.build_tokenized_answer, fake)

@@ -19,6 +19,8 @@ from conftest import REPO, TASKS_DIR
 
 from sycophancy_eval_kit.core.procs import run_group
 
+pytestmark = pytest.mark.multiprocess
+
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
 SMOKE = "training/configs/smoke.yaml"

@@ -113,7 +113,7 @@ def test_nll_uses_response_tokens_only(tiny_model: Path, tmp_path: Path) -> None
 
 
 def test_switched_off_it_is_stock_trl_and_loss_matches_llamafactory(tiny_model: Path, tmp_path: Path) -> None:
-    from trl.experimental.orpo import ORPOTrainer
+    from sycophancy_eval_kit.training.trl_orpo import ORPOTrainer
 
     trainer = _trainer(tiny_model, tmp_path / "a")
     model = trainer.model.eval()
@@ -272,3 +272,25 @@ def test_test_split_size_is_held_out_and_evaluated(
     assert any(key.startswith(("eval_dpo_mix_en/", "eval_saa/")) for key in evaluated)
     manifest = json.loads((tmp_path / "data_manifest.json").read_text())
     assert manifest["split"] == {"train": 20, "test": 5}
+
+
+def test_a_trl_without_orpo_gets_a_message_naming_the_supported_range() -> None:
+    """TRL may drop ``trl.experimental.orpo`` without a deprecation cycle: importing the trainer then
+    says which TRL to install instead of failing deep inside with a bare ModuleNotFoundError."""
+    import subprocess
+    import sys
+
+    hide_orpo = (
+        "import sys, importlib.abc\n"
+        "class Gone(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith('trl.experimental.orpo'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Gone())\n"
+        "import sycophancy_eval_kit.training.trainer\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", hide_orpo], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: the ORPO trainer needs TRL's ORPO"), proc.stderr[-2000:]
+    assert "pip install 'trl<2,>=1.0'" in last or "pip install 'trl>=1.0,<2'" in last, last

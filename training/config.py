@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass, field
 
 from trl import DatasetMixtureConfig
-from trl.experimental.orpo import ORPOConfig
 from trl.scripts.utils import DatasetConfig
 
 from sycophancy_eval_kit.training.chat_templates import POLICIES
+from sycophancy_eval_kit.training.trl_orpo import ORPOConfig
 
 DATASET_NAMES: tuple[str, ...] = ("dpo_mix_en", "saa")
 SAA_FILE = "saa.jsonl"

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from trl.experimental.orpo import ORPOTrainer
-from trl.experimental.orpo.orpo_trainer import log1mexp
+
+from sycophancy_eval_kit.training.trl_orpo import ORPOTrainer, log1mexp
 
 SOURCE_COLUMN = "source"
 ROW_ID_COLUMN = "row_id"

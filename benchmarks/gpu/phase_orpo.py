@@ -56,10 +56,10 @@ def phase_orpo(run: Run) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import ModelConfig, get_peft_config
-    from trl.experimental.orpo import ORPOTrainer
 
     from sycophancy_eval_kit.training.config import SycophancyORPOConfig
     from sycophancy_eval_kit.training.trainer import SycophancyORPOTrainer
+    from sycophancy_eval_kit.training.trl_orpo import ORPOTrainer
 
     device, sizes, paper = run.device, run.sizes, run.paper
     base = run.model()
