@@ -114,13 +114,13 @@ def _our_steps(requests: list[judge.JudgeRequest]) -> dict[str, float]:
         return time.process_time() - started
 
     asks = [(r.messages[0][1], r.messages[1][1]) for r in requests]
-    keys = [r.cache_key("m") for r in requests]
+    keys = [r.cache_key("m", "http://127.0.0.1:1/v1") for r in requests]
     verdict = judge.Judgment(1, raw="CORRECT", prompt_tokens=50, completion_tokens=1)
     steps = {
         "prompt building (correctness_request)": cpu(
             lambda: [judge.correctness_request(q, a, [a]) for q, a in asks]
         ),
-        "cache key": cpu(lambda: [r.cache_key("m") for r in requests]),
+        "cache key": cpu(lambda: [r.cache_key("m", "http://127.0.0.1:1/v1") for r in requests]),
         "verdict parsing": cpu(lambda: [judge.parse_verdict("CORRECT", r.verdicts) for r in requests]),
         "reply check (InvalidReply hook's parse)": cpu(
             lambda: [judge.reply_problem(200, "application/json", _REPLY) for _ in requests]

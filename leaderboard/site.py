@@ -35,7 +35,8 @@ from sycophancy_eval_kit.core import files
 from sycophancy_eval_kit.leaderboard import cache as build_cache
 from sycophancy_eval_kit.leaderboard import plots, tasks
 
-MARKER = ".syco-leaderboard"
+TOOL = "syco-leaderboard"
+MARKER = files.built_marker(TOOL)
 MANIFEST = "manifest.json"
 HERE = Path(__file__).resolve().parent
 _CODE = build_cache.code_digest(
@@ -387,22 +388,15 @@ def check_destination(
     Leftovers of an earlier run killed while replacing ``out`` are repaired first (and reported), so
     that an interrupted replacement never leaves ``out`` missing.
     """
-    files.recover_dir(out)
     out_abs = out.resolve()
     for src in inputs:
         src_abs = Path(src).resolve()
         if src_abs == out_abs or src_abs.is_relative_to(out_abs):
             raise SiteError(f"{flag} {out} would replace {what} {src}; choose another folder")
-    if out.is_symlink():
-        raise SiteError(f"{flag} {out} is a symbolic link; give the real folder")
-    if out.exists():
-        if not out.is_dir():
-            raise SiteError(f"{flag} {out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise SiteError(
-                f"{flag} {out} is a non-empty folder that was not built by syco-leaderboard (no {MARKER}); "
-                "refusing to replace it"
-            )
+    try:
+        files.check_replaceable(out, TOOL, flag)
+    except files.RefusedFolder as err:
+        raise SiteError(str(err)) from None
 
 
 def write_site(
@@ -419,7 +413,7 @@ def write_site(
         writer = SiteWriter(tmp)
         render_site(summary, writer, title, cache)
         writer.write(MANIFEST, _manifest(writer))
-        writer.write(MARKER, "built by syco-leaderboard; safe to replace with a new build\n")
+        files.mark_built(tmp, TOOL)
     return writer.written
 
 

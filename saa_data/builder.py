@@ -187,18 +187,28 @@ def write_outputs(folder: Path, records: list[dict[str, Any]], report: dict[str,
     (folder / "README.md").write_text(card.render_card(records, public), encoding="utf-8")
 
 
+#: what ``files.check_replaceable`` calls this builder: its marker is ``.syco-saa``
+TOOL = "syco-saa"
+
+
 class OutExistsError(FileExistsError):
-    """``--out`` is there and may not be replaced (not a folder, or not empty without ``--overwrite``)."""
+    """``--out`` is there and may not be replaced: not a folder, not empty without ``--overwrite``, or
+    (even with it) not a folder this builder built."""
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    """``--out`` may be created, or replaced when it is an empty folder or ``overwrite`` is given."""
+    """``--out`` may be created, or replaced when it is empty, or built by syco-saa and ``overwrite``
+    is given: ``--overwrite`` never deletes a folder of the user's."""
     if not os.path.lexists(out):
         return
     if not out.is_dir() or out.is_symlink():
         raise OutExistsError(f"--out {out} exists and is not a folder; give a folder to build into")
     if not overwrite and any(out.iterdir()):
         raise OutExistsError(f"--out {out} already exists and is not empty; pass --overwrite to replace it")
+    try:
+        files.check_replaceable(out, TOOL)
+    except files.RefusedFolder as err:
+        raise OutExistsError(str(err)) from None
 
 
 def local_inputs(config: BuildConfig) -> list[tuple[str, Path]]:
@@ -243,6 +253,7 @@ def build(config: BuildConfig) -> BuildResult:
     try:
         with files.replacing_dir(out) as tmp:
             write_outputs(tmp, records, report)
+            files.mark_built(tmp, TOOL)
             _check_out(out, config.overwrite)  # still true after the (possibly long) build?
     except OutExistsError:
         raise

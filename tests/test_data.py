@@ -122,6 +122,17 @@ def test_unknown_template_and_missing_rows(tmp_path: Path) -> None:
         data.answer_docs(data.read_sharma_file(_write(tmp_path / "answer2.jsonl", rows)))
 
 
+def test_a_row_whose_prompt_is_not_its_template_is_named(tmp_path: Path) -> None:
+    """Two rows' templates swapped: each row's label no longer describes its prompt, and every delta
+    would be silently wrong (before, the run went on and exited 0)."""
+    rows = _answer_rows("Q?", "a", "b")
+    rows[1]["metadata"], rows[2]["metadata"] = rows[2]["metadata"], rows[1]["metadata"]
+    with pytest.raises(data.DataError) as err:
+        data.answer_docs(data.read_sharma_file(_write(tmp_path / "answer.jsonl", rows)))
+    assert f"{tmp_path / 'answer.jsonl'}:2: the prompt is not its template" in str(err.value)
+    assert repr(rows[1]["prompt"][0]["content"]) in str(err.value)
+
+
 def test_missing_subset_names_runnable_tasks(tmp_path: Path) -> None:
     sharma = data.read_sharma_file(_write(tmp_path / "answer.jsonl", _answer_rows("Q?", "a", "b")))
     docs = data.answer_docs(sharma)

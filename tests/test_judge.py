@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -471,3 +472,53 @@ def test_without_aiohttp_the_httpx_backend_behaves_the_same(
     assert [j.verdict for j in got] == [1, 0, None, 0]
     assert got[2].error == PERSISTENT_ERRORS["truncated_json"]
     assert runner.last_usage.retries == server.retries() >= 4
+
+
+# ------------------------------------------------------------------------- which server, and where
+def test_a_refused_connection_names_the_url_not_the_timeout(env: Path, monkeypatch: pytest.MonkeyPatch):
+    """Nothing listens on the port: the error says the connection was refused and where, pointing at
+    OPENAI_BASE_URL (before, it read "timed out", pointing at judge_timeout)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(judge.ENV_BASE_URL, f"http://127.0.0.1:{port}/v1")
+    (got,) = judge.Judge(judge.JudgeSettings(max_retries=0, timeout=5)).run(_requests(1))
+    assert got.verdict is None
+    assert got.error == (
+        f"connection refused by http://127.0.0.1:{port} (is the judge server running? check OPENAI_BASE_URL)"
+    )
+
+
+def test_a_verdict_is_reused_only_from_the_same_server(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers answering to one model name are two judges: the second is asked, not served the
+    first's cached verdicts."""
+    asks = _requests(3)
+    with JudgeServer(always("CORRECT")) as first, JudgeServer(always("INCORRECT")) as second:
+        monkeypatch.setenv(judge.ENV_BASE_URL, first.base_url)
+        assert [j.verdict for j in judge.Judge().run(asks)] == [1, 1, 1]
+        monkeypatch.setenv(judge.ENV_BASE_URL, second.base_url)
+        assert [j.verdict for j in judge.Judge().run(asks)] == [0, 0, 0]
+        assert len(second.requests) == 3
+        monkeypatch.setenv(judge.ENV_BASE_URL, first.base_url + "/")  # the same server, with a final /
+        again = judge.Judge().run(asks)
+        assert [j.verdict for j in again] == [1, 1, 1] and all(j.cached for j in again)
+        assert len(first.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:secret@127.0.0.1:8000/v1", "credentials in the URL"),
+        ("ftp://127.0.0.1/v1", "expected http(s)://host[:port]/v1"),
+        ("http://127.0.0.1:port/v1", "expected http(s)://host[:port]/v1"),
+    ],
+)
+def test_a_bad_base_url_is_refused_before_any_request(
+    env: Path, monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    monkeypatch.setenv(judge.ENV_BASE_URL, url)
+    with pytest.raises(judge.JudgeConfigError, match=re.escape(problem)) as refused:
+        judge.prepare("sycophancy_answer_judged_trivia_qa")
+    assert "secret" not in str(refused.value)

@@ -255,3 +255,107 @@ def test_dialogue_under_transient_faults_equals_the_clean_run(
     # aqua: 2 admissions; trivia: 2 first answers (f3's is empty), 3 final answers, 3 admissions
     _check_retried(server, caplog, clean_requests=10)
     assert {len(lines) for lines in samples.values()} == {3}
+
+
+# ------------------------------------------------------------- infrastructure: the cache and the URL
+def _make_read_only(path: Path) -> None:
+    """A read-only file in a writable folder (a shared team cache), also for root: immutable."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("as root, a read-only file needs chattr +i, which this file system refuses")
+
+
+def _writable_again(path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    path.chmod(0o644)
+
+
+def _filled_cache(folder: Path) -> Path:
+    cache = judge.JudgeCache(folder)
+    for i in range(400):  # enough rows for pages beyond the first
+        request = judge.correctness_request(f"Question {i}?", f"answer {i}" * 5, [f"answer {i}"])
+        cache.put(request.cache_key("m", "http://x"), "m", request, judge.Judgment(1, raw="CORRECT"))
+    cache.close()
+    return folder / judge.CACHE_FILENAME
+
+
+@pytest.mark.parametrize("entry", ["answer_task", "dialogue"])
+@pytest.mark.parametrize("damage", ["read_only", "damaged_pages", "credentials_in_url"])
+def test_a_judge_that_cannot_work_is_refused_before_any_generation(
+    judge_at, tmp_path: Path, hand_dir: Path, entry: str, damage: str
+) -> None:
+    """Checked before the model under evaluation runs: what the judge needs of its cache file (every
+    page readable, writable) and of its URL. Before, each passed the start and failed after generation,
+    losing it (exit 1, no results, no samples)."""
+    server = judge_at(by_substring(jt.VERDICTS))
+    cache_dir = tmp_path / "judge-cache"
+    db = _filled_cache(cache_dir)
+    expected = str(db)
+    if damage == "read_only":
+        _make_read_only(db)
+    elif damage == "damaged_pages":
+        raw = bytearray(db.read_bytes())
+        raw[8192:] = bytes(len(raw) - 8192)  # zeroed pages; the header (and the open) intact
+        db.write_bytes(bytes(raw))
+    else:
+        import os
+
+        os.environ[judge.ENV_BASE_URL] = server.base_url.replace("://", "://user:secret@", 1)
+        expected = "credentials in the URL"
+    calls: list[str] = []
+    try:
+        with pytest.raises(judge.JudgeConfigError) as refused:
+            if entry == "answer_task":
+                meta = {"data_dir": str(jt.write_answer_fixture(tmp_path / "data")), **ENTRY_SETTINGS}
+                lm = ScriptedLM(generate=lambda ctx: calls.append(ctx) or jt.answer_response(ctx))
+                evaluate(lm, ["sycophancy_answer_judged_truthful_qa"], meta)
+            else:
+                _dialogue(tmp_path / "out", hand_dir)
+    finally:
+        _writable_again(db)
+    assert expected in str(refused.value) and "secret" not in str(refused.value)
+    assert not calls and not server.requests and not (tmp_path / "out").exists()
+
+
+def test_a_cache_that_fails_mid_run_keeps_every_verdict_and_the_results(
+    judge_at, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file passes the start-up check, then refuses writes: the run goes on without the cache (said
+    once in the log), every verdict stands and the results are those of a clean run."""
+    import sqlite3
+
+    from sycophancy_eval_kit.core.judge import cache as judge_cache
+
+    class WritesFail:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self._db = db
+
+        def executemany(self, *args: object) -> None:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._db, name)
+
+    opened = judge_cache.JudgeCache.__init__
+
+    def failing_writes(self, *args: object, **kwargs: object) -> None:
+        opened(self, *args, **kwargs)
+        self._db = WritesFail(self._db)
+
+    judge_at(by_substring(jt.VERDICTS))
+    monkeypatch.setattr(judge_cache.JudgeCache, "__init__", failing_writes)
+    caplog.set_level(logging.INFO, logger="sycophancy_eval_kit")
+    meta = {"data_dir": str(jt.write_answer_fixture(tmp_path / "data")), **ENTRY_SETTINGS}
+    out = evaluate(ScriptedLM(generate=jt.answer_response), ["sycophancy_answer_judged"], meta)
+    jt._check(out["results"], jt.EXPECTED)
+    failures = [r.getMessage() for r in caplog.records if "judged without it" in r.getMessage()]
+    assert failures and "attempt to write a readonly database" in failures[0]

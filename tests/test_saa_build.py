@@ -28,7 +28,7 @@ def test_cli_build_outputs_and_loading(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "saa"
     assert run_cli(out, "--seed", "5") == 0
     assert "Wrote 7 pairs" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, ".syco-saa"])  # + its marker
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
     ds = datasets.load_dataset(

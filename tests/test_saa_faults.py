@@ -154,6 +154,25 @@ def test_a_rerun_removes_what_a_sigterm_left(tmp_path: Path, caplog: pytest.LogC
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "syco-cache") == ["saa"]
 
 
+def test_overwrite_never_deletes_a_folder_saa_did_not_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out . inside a project with --overwrite: refused, naming the folder and what is in it, and
+    nothing of the project is touched (before, the project was left holding only the six SAA files)."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "main.py").write_text("print('mine')\n")
+    assert cli.main(_argv(project, "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert f"--out {project} is a non-empty folder that syco-saa did not build" in err
+    assert ".git, main.py" in err
+    assert sorted(p.name for p in project.iterdir()) == [".git", "main.py"]
+    # a folder it built is replaced as before
+    out = tmp_path / "saa"
+    assert cli.main(_argv(out)) == 0 and (out / ".syco-saa").is_file()
+    assert cli.main(_argv(out, "--seed", "5", "--overwrite")) == 0
+
+
 # ----------------------------------------------------------------------------- clear messages
 def test_an_unwritable_out_parent_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -60,7 +60,6 @@ from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer
 logger = logging.getLogger(__name__)
 
 
-
 # ------------------------------------------------------------------------------------------ tasks
 class JudgedTaskMixin:
     """Builds a judged task: checks the judge is configured and hands its settings to the filter.

@@ -286,6 +286,7 @@ def answer_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
             raise DataError(f"{where}: an Answer Suggestion row has exactly one human message")
         question = row.base["question"]
         _check_answer_fields(row.base, where)
+        _check_prompt_matches_template(row, where, condition)
         doc = groups.get((row.dataset, question))
         if doc is None:
             answers = accepted_answers(row.base)
@@ -317,6 +318,22 @@ def answer_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
             )
         by_subset.setdefault(doc["dataset"], []).append(doc)
     return by_subset
+
+
+def _check_prompt_matches_template(row: Row, where: str, condition: str) -> None:
+    """A row is labelled by its ``prompt_template``; its prompt must be that template filled from its
+    ``base``, or the label is wrong and every delta computed from it would be too (two rows whose
+    templates were swapped gave exit 0 and silently wrong deltas)."""
+    try:
+        expected = row.template.format(**row.base)
+    except (KeyError, IndexError, ValueError) as err:
+        raise DataError(f"{where}: prompt_template cannot be filled from base ({err!r})") from err
+    got = row.messages[0][1]
+    if got != expected:
+        raise DataError(
+            f"{where}: the prompt is not its template ({condition}) filled from base: expected "
+            f"{expected[:160]!r}, got {got[:160]!r}"
+        )
 
 
 # ------------------------------------------------------------------------ are_you_sure.jsonl docs

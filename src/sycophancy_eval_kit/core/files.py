@@ -364,6 +364,44 @@ def _swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
+class RefusedFolder(ValueError):
+    """A folder a command will not replace: not built by that command, an input, a link or a file."""
+
+
+def built_marker(tool: str) -> str:
+    """The file a command writes into every folder it builds (``.syco-saa``): its licence to replace it."""
+    return f".{tool}"
+
+
+def check_replaceable(target: str | os.PathLike[str], tool: str, flag: str = "--out") -> None:
+    """The one rule of every command that replaces a folder: a missing or empty ``target`` may be built,
+    one that ``tool`` built (its ``built_marker``) may be replaced, anything else is refused with its
+    path and what is in it. Leftovers of a replacement killed part-way are repaired first
+    (``recover_dir``). Each command also refuses a ``target`` that holds one of its inputs.
+    """
+    target = Path(target)
+    recover_dir(target)
+    if target.is_symlink():
+        raise RefusedFolder(f"{flag} {target} is a symbolic link; give the real folder")
+    if not os.path.lexists(target):
+        return
+    if not target.is_dir():
+        raise RefusedFolder(f"{flag} {target} exists and is not a folder")
+    held = sorted(p.name for p in target.iterdir())
+    if held and built_marker(tool) not in held:
+        shown = ", ".join(held[:8]) + (f", ... ({len(held)} entries)" if len(held) > 8 else "")
+        raise RefusedFolder(
+            f"{flag} {target} is a non-empty folder that {tool} did not build (no {built_marker(tool)}; "
+            f"it holds {shown}); refusing to replace it: choose a new or empty folder"
+        )
+
+
+def mark_built(folder: str | os.PathLike[str], tool: str) -> None:
+    """Write ``tool``'s marker into a folder it is building (see ``check_replaceable``)."""
+    text = f"built by {tool}; {tool} may replace this folder with a new build\n"
+    (Path(folder) / built_marker(tool)).write_text(text, encoding="utf-8")
+
+
 @contextmanager
 def replacing_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A new empty folder beside ``target``; when the block ends it takes ``target``'s place atomically.

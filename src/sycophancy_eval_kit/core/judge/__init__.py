@@ -60,6 +60,7 @@ from sycophancy_eval_kit.core.judge.runner import (
     JudgeUsage,
 )
 from sycophancy_eval_kit.core.judge.settings import (
+    DEFAULT_ENDPOINT,
     DEFAULT_JUDGE_MODEL,
     ENV_API_KEY,
     ENV_BASE_URL,
@@ -68,19 +69,28 @@ from sycophancy_eval_kit.core.judge.settings import (
     JUDGE_MODES,
     JudgeConfigError,
     JudgeSettings,
+    endpoint,
     require_credentials,
 )
 
 
 def prepare(task: str, metadata: Mapping[str, Any] | None = None) -> JudgeSettings:
-    """Everything a judged run checks before generating: settings, credentials, a writable cache."""
+    """Everything a judged run checks before generating: settings, credentials, the server's URL, and a
+    cache that is readable throughout and writable."""
     settings = JudgeSettings.from_metadata(metadata)
     require_credentials(task)
-    JudgeCache().close()
+    endpoint()
+    cache = JudgeCache()
+    try:
+        cache.check()
+    finally:
+        cache.close()
     return settings
 
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
+    "endpoint",
     "ADMITS_MISTAKE",
     "CACHE_FILENAME",
     "COMMIT_EVERY",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -12,6 +14,8 @@ from typing import Any
 from sycophancy_eval_kit.core import files
 from sycophancy_eval_kit.core.judge.requests import JudgeRequest, Judgment
 from sycophancy_eval_kit.core.judge.settings import ENV_JUDGE_CACHE, JudgeConfigError
+
+logger = logging.getLogger(__name__)
 
 CACHE_FILENAME = "judgments.sqlite3"
 #: how many verdicts, and how many seconds of them, a killed process can lose (see ``JudgeCache``).
@@ -47,6 +51,8 @@ class JudgeCache:
         self.commit_every = commit_every or COMMIT_EVERY
         self.commit_seconds = commit_seconds or COMMIT_SECONDS
         self._pending: list[tuple[Any, ...]] = []
+        #: why the file stopped working mid-run (None while it works)
+        self.broken: str | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60)
@@ -64,16 +70,49 @@ class JudgeCache:
                 f"set ${ENV_JUDGE_CACHE} to a writable folder"
             ) from err
 
+    def check(self) -> None:
+        """Try what a run will need of the file, before anything is generated: every page readable
+        (a damaged file with an intact header opens, then fails mid-run) and a write (a read-only file
+        in a writable folder, a shared team cache, opens too)."""
+        try:
+            found = self._db.execute("PRAGMA quick_check").fetchall()
+            if found != [("ok",)]:
+                first = str(found[0][0]).splitlines()
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({first[-1][:120]})")
+            self._db.execute("INSERT OR REPLACE INTO judgments (key) VALUES ('write check')")
+            self._db.rollback()
+        except sqlite3.Error as err:
+            raise JudgeConfigError(
+                f"judge cache {self.path}: {err}. Make it writable, delete a damaged file (its verdicts "
+                f"are asked again), or set ${ENV_JUDGE_CACHE} to another folder"
+            ) from err
+
+    def _failed(self, doing: str, err: sqlite3.Error) -> None:
+        """A fault of the file mid-run: verdicts are still returned, just no longer cached (said once)."""
+        if self.broken is None:
+            self.broken = f"{doing}: {err}"
+            logger.error(
+                "judge cache %s failed (%s: %s); the rest of this run is judged without it, its verdicts "
+                "are not saved for a rerun", self.path, doing, err,
+            )
+        self._pending.clear()
+
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
         """Stored ``(verdict, raw reply)`` by key, for the keys that have one."""
         found: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
-            chunk = list(keys[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for key, verdict, raw in self._db.execute(
-                f"SELECT key, verdict, raw FROM judgments WHERE key IN ({marks})", chunk
-            ):
-                found[key] = (int(verdict), raw)
+        if self.broken is not None:
+            return found
+        try:
+            for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, verdict, raw in self._db.execute(
+                    f"SELECT key, verdict, raw FROM judgments WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = (int(verdict), raw)
+        except sqlite3.Error as err:
+            self._failed("reading", err)
+            return {}
         return found
 
     def put(self, key: str, model: str, request: JudgeRequest, judgment: Judgment) -> None:
@@ -96,12 +135,18 @@ class JudgeCache:
 
     def flush(self) -> None:
         """Commit the pending verdicts."""
-        if not self._pending:
+        if not self._pending or self.broken is not None:
+            self._pending.clear()
             return
-        self._db.executemany(
-            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending
-        )
-        self._db.commit()
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending
+            )
+            self._db.commit()
+        except sqlite3.Error as err:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()
+            self._failed("writing", err)
         self._pending.clear()
 
     def __len__(self) -> int:
@@ -111,6 +156,7 @@ class JudgeCache:
         try:
             self.flush()
         finally:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
 

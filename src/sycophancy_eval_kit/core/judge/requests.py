@@ -33,9 +33,10 @@ class JudgeRequest:
             return find_verdict(reply, self.verdicts)
         return parse_verdict(reply, self.verdicts)
 
-    def cache_key(self, model: str) -> str:
-        """Judge model + prompt version + prompt text + inputs, hashed."""
-        material = json.dumps([model, self.kind, self.version, self.messages, self.inputs])
+    def cache_key(self, model: str, endpoint: str) -> str:
+        """Server + judge model + prompt version + prompt text + inputs, hashed: a model name means
+        different weights on another server (a local one named ``gpt-3.5-turbo-0125``, say)."""
+        material = json.dumps([endpoint, model, self.kind, self.version, self.messages, self.inputs])
         return hashlib.sha256(material.encode()).hexdigest()
 
 

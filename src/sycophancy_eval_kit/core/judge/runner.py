@@ -19,7 +19,7 @@ import openai
 from sycophancy_eval_kit.core.judge.cache import JudgeCache, default_cache_dir
 from sycophancy_eval_kit.core.judge.client import InvalidReply, make_client
 from sycophancy_eval_kit.core.judge.requests import JudgeRequest, Judgment
-from sycophancy_eval_kit.core.judge.settings import JudgeSettings
+from sycophancy_eval_kit.core.judge.settings import ENV_BASE_URL, JudgeSettings, endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Judge:
         self.settings = settings or JudgeSettings()
         self.cache_dir = cache_dir
         self.use_cache = use_cache
+        #: the server asked (checked now: a bad ``OPENAI_BASE_URL`` fails here, not at the first request)
+        self.endpoint = endpoint()
         self.last_usage = JudgeUsage()
 
     def run(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
@@ -84,7 +86,7 @@ class Judge:
     async def _run(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
         started = time.perf_counter()
         model = self.settings.model
-        keys = [r.cache_key(model) for r in requests]
+        keys = [r.cache_key(model, self.endpoint) for r in requests]
         distinct = dict(zip(keys, requests, strict=True))
         usage = JudgeUsage(judgments=len(requests), unique=len(distinct))
         attempts = _Attempts()
@@ -172,6 +174,14 @@ class Judge:
                     if isinstance(err.__cause__, InvalidReply):
                         judgment.raw = err.__cause__.excerpt
                     return judgment
+                except Exception as err:  # not the server's answer: our side or the HTTP layer's
+                    # every other request would meet it too; the judgments stay unjudged, counted,
+                    # and the run's results are still written
+                    reason = f"{type(err).__name__}: {err}"
+                    fatal.append(reason)
+                    logger.error("Judge request failed, not sending the rest: %s", reason)
+                    judgment.error = reason
+                    return judgment
                 completion = json.loads(content)  # a chat completion: _check_reply saw to that
                 tokens = completion.get("usage") or {}
                 judgment.prompt_tokens += _count(tokens.get("prompt_tokens"))
@@ -212,13 +222,47 @@ def _count(value: Any) -> int:
 
 
 def _describe(err: openai.OpenAIError) -> str:
-    """A short, stable description of a failed request (used to count errors by kind)."""
+    """A short, stable description of a failed request (used to count errors by kind).
+
+    A connection the server refused or that could not be made is named as such, with the URL to
+    check: the aiohttp backend reports a refused connection as a timeout, which would send a user to
+    ``judge_timeout`` instead of ``OPENAI_BASE_URL``.
+    """
     if isinstance(err.__cause__, InvalidReply):
         return err.__cause__.problem
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code} ({type(err).__name__})"
-    if isinstance(err, openai.APITimeoutError):
-        return "timed out"
     if isinstance(err, openai.APIConnectionError):
+        where = _url_of(err)
+        cause = _os_error(err)
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused by {where} (is the judge server running? check {ENV_BASE_URL})"
+        if cause is not None:
+            return f"cannot connect to {where} ({cause.strerror or cause}; check {ENV_BASE_URL})"
+        if isinstance(err, openai.APITimeoutError):
+            return "timed out"
         return f"connection error ({err.__cause__ or err})"
     return f"{type(err).__name__}: {err}"
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The operating system's error behind a failed connection (not a timeout), the innermost one
+    (aiohttp's connector error wraps the ``ConnectionRefusedError``), if there is one."""
+    found: OSError | None = None
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and not isinstance(current, TimeoutError):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _url_of(err: openai.APIConnectionError) -> str:
+    request = getattr(err, "request", None)
+    url = getattr(request, "url", None)
+    if url is None:
+        return "the judge server"
+    port = getattr(url, "port", None)
+    return f"{getattr(url, 'scheme', '')}://{getattr(url, 'host', '')}" + (f":{port}" if port else "")

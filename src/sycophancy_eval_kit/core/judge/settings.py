@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -84,6 +85,40 @@ class JudgeSettings:
     def to_metadata(self) -> dict[str, Any]:
         """The settings as ``judge_*`` keys (recorded in results, passed to filters)."""
         return {f"judge_{k}": v for k, v in asdict(self).items()}
+
+
+#: where requests go when ``OPENAI_BASE_URL`` is not set (the openai client's own default)
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+def endpoint(env: Mapping[str, str] | None = None) -> str:
+    """The server the judge asks: ``$OPENAI_BASE_URL`` checked, or OpenAI's.
+
+    Checked before any generation, because the HTTP layer only fails on it at the first request, after
+    the model under evaluation has run: the URL must be ``http(s)://host[:port][/path]``, without
+    credentials (the key goes in ``$OPENAI_API_KEY``).
+    """
+    env = os.environ if env is None else env
+    raw = (env.get(ENV_BASE_URL) or "").strip()
+    if not raw:
+        return DEFAULT_ENDPOINT
+    parsed = urllib.parse.urlsplit(raw)
+    # never echo a password: the message shows the URL with any user:password@ masked
+    shown = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
+    if "@" in parsed.netloc:
+        shown = shown.replace("://", "://***@", 1)
+    try:
+        parsed.port  # noqa: B018  (raises for a port that is not a number)
+    except ValueError as err:
+        raise JudgeConfigError(f"{ENV_BASE_URL}={shown}: {err}; expected http(s)://host[:port]/v1") from err
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise JudgeConfigError(f"{ENV_BASE_URL}={shown}: expected http(s)://host[:port]/v1")
+    if parsed.username is not None or parsed.password is not None:
+        raise JudgeConfigError(
+            f"{ENV_BASE_URL}={shown}: credentials in the URL are not sent by the client; put the key in "
+            f"{ENV_API_KEY} and the URL without user:password@"
+        )
+    return raw.rstrip("/")
 
 
 def require_credentials(task: str, env: Mapping[str, str] | None = None) -> None:
