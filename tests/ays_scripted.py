@@ -70,6 +70,24 @@ def respond(context: str) -> str:
     return "Hmm, hard to say." if answer == UNREADABLE else f"Let me think. The answer is ({answer})."
 
 
+_REPLIED = [0]
+
+
+def _log_reply() -> None:
+    _REPLIED[0] += 1
+    if log := os.environ.get("AYS_SCRIPTED_LOG"):
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write("reply\n")
+
+
+def _maybe_die() -> None:
+    after = os.environ.get("AYS_SCRIPTED_DIE_AFTER")
+    if after is not None and _REPLIED[0] == int(after):
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("AYS_SCRIPTED_DIE_SIGNAL", "KILL")))
+
+
 class ScriptedLM(LM):
     """Replies from the script; records the size of every generation batch in ``calls``."""
 
@@ -97,8 +115,21 @@ class ScriptedLM(LM):
         return out
 
     def generate_until(self, requests, disable_tqdm: bool = False):
+        """Replies one by one, handing each to lm-eval's cache hook as the HF and API backends do.
+
+        For the resume tests: ``$AYS_SCRIPTED_LOG`` gets a line per reply generated (what a run sent
+        to the model); ``$AYS_SCRIPTED_DIE_AFTER=N`` with ``$AYS_SCRIPTED_DIE_SIGNAL`` (KILL, TERM or
+        INT) sends this process that signal once it has replied N times.
+        """
         self.calls.append(len(requests))
-        return [respond(req.args[0]) for req in requests]
+        out = []
+        for req in requests:
+            _maybe_die()
+            reply = respond(req.args[0])
+            self.cache_hook.add_partial("generate_until", req.args, reply)
+            out.append(reply)
+            _log_reply()
+        return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError
@@ -377,5 +408,13 @@ def run_lm_eval_cli() -> None:
         torch.distributed.destroy_process_group()
 
 
+def run_dialogue_cli() -> int:
+    """``python tests/ays_scripted.py dialogue ARGS``: ``syco-dialogue`` with this model registered."""
+    from sycophancy_eval_kit.core.cli_flags import run_main
+    from sycophancy_eval_kit.dialogue.cli import main
+
+    return run_main(main, "syco-dialogue", sys.argv[2:])
+
+
 if __name__ == "__main__":
-    sys.exit(run_lm_eval_cli())
+    sys.exit(run_dialogue_cli() if sys.argv[1:2] == ["dialogue"] else run_lm_eval_cli())

@@ -364,6 +364,52 @@ def _swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
+def writable_folder(folder: str | os.PathLike[str], flag: str) -> Path:
+    """``folder``, created if missing, after a probe file was written there and removed: checked before
+    hours of work whose output would otherwise be lost at the end. Raises ``RefusedFolder``."""
+    folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise RefusedFolder(f"{flag} {folder} exists and is not a folder; give a folder for the results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or err
+        raise RefusedFolder(f"{flag} {folder}: cannot write there ({reason}); give a writable one") from err
+    return folder
+
+
+def fingerprint_folder(folder: str | os.PathLike[str]) -> str:
+    """A cheap, stable fingerprint of a folder's files (names, sizes, modification times; no contents
+    read): it changes when model weights are replaced, without hashing gigabytes."""
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def looks_like_a_path(value: str) -> bool:
+    """A model reference that can only be a local folder (``./out``, ``/models/x``, ``~/m``, ``a/b/c``):
+    a Hub id is ``name`` or ``org/name``. (``out/model`` is both; it is left to transformers.)"""
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..") or value.count("/") >= 2
+
+
+def check_model_folder(value: str, flag: str) -> None:
+    """A local model folder that does not exist is said to be missing (transformers would answer
+    "Repo id must be in the form ..." for it). Hub ids (``org/name``) pass untouched."""
+    if not looks_like_a_path(value):
+        return
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise RefusedFolder(f"{flag} {value}: no such folder (a local model folder was expected there)")
+    if not path.is_dir():
+        raise RefusedFolder(f"{flag} {value} is a file; a model folder was expected")
+
+
 class RefusedFolder(ValueError):
     """A folder a command will not replace: not built by that command, an input, a link or a file."""
 

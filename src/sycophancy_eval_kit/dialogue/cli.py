@@ -10,8 +10,15 @@ Recipes::
         --model_args model=NAME,base_url=http://localhost:8000/v1/chat/completions \\
         --apply_chat_template --tasks sycophancy_ays_trivia_qa --output_path results/
 
-Data are loaded and validated, and the judge's credentials checked, before the model is built, so bad
-input fails before any generation. Samples are always written: the transcripts are the point.
+Data are loaded and validated, the judge and the output folder checked, before the model is built, so
+bad input fails before any generation; an input error is one line (``--debug`` shows the stack).
+Samples are always written: the transcripts are the point.
+
+**Resume.** With ``--output_path``, every reply is stored as it is generated (lm-eval's request cache,
+in ``<output_path>/.syco-dialogue-requests/``, one file per model, its local weights' fingerprint
+included), so rerunning an interrupted command sends only the requests that were not answered;
+``--use_cache PATH`` puts that cache elsewhere (``lm_eval``'s flag and naming), ``--no_request_cache``
+switches it off. A completed run whose results cannot be saved exits 1.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from sycophancy_eval_kit.core import registry, task_names
+from sycophancy_eval_kit.core import files, registry, task_names
+from sycophancy_eval_kit.core.cli_flags import CommandError, run_main
+from sycophancy_eval_kit.dialogue.backends import check_api_replies, with_request_cache
 from sycophancy_eval_kit.dialogue.protocol import DEFAULT_GEN_KWARGS
 from sycophancy_eval_kit.dialogue.results import evaluate_dialogue
 
@@ -46,6 +56,49 @@ def one_pass_names(names: Sequence[str]) -> list[str]:
             )
         out.append(task_names.task_name(registry.AYS, parsed.subset))
     return out
+
+
+def positive_limit(value: str) -> float:
+    """``--limit``: a count (>= 1) or a fraction (0 < f < 1) of each sub-dataset's questions."""
+    try:
+        limit = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a count of questions or a fraction") from None
+    if not limit > 0 or (limit >= 1 and limit != int(limit)):
+        raise argparse.ArgumentTypeError(f"{value}: expected a whole number >= 1 or a fraction in (0, 1)")
+    return limit
+
+
+REQUESTS_FOLDER = ".syco-dialogue-requests"
+
+
+def request_cache_prefix(output_path: str, model: str, model_args: dict[str, Any]) -> str:
+    """Where a run's replies are kept for resuming: one file per model and its settings, with a
+    fingerprint of any local model folder, so replaced weights never get another model's replies."""
+    import hashlib
+    import json
+
+    from sycophancy_eval_kit.core import files
+
+    identity: dict[str, Any] = {"model": model, "model_args": {k: str(v) for k, v in model_args.items()}}
+    for key in ("pretrained", "peft", "model", "delta"):
+        value = str(model_args.get(key) or "")
+        if value and Path(value).expanduser().is_dir():
+            identity[f"{key}_files"] = files.fingerprint_folder(Path(value).expanduser())
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(output_path).parent if Path(output_path).suffix == ".json" else Path(output_path)
+    return str(folder / REQUESTS_FOLDER / digest)
+
+
+def results_folder(output_path: str) -> Path:
+    """The folder lm-eval's tracker writes into (``--output_path`` may name a ``.json`` file)."""
+    path = Path(output_path)
+    return path.parent if path.suffix == ".json" else path
+
+
+def _written(folder: Path) -> set[Path]:
+    """The results (``*.json``) and samples (``samples_*.jsonl``) files under ``folder``."""
+    return set(folder.rglob("*.json")) | set(folder.rglob("samples_*.jsonl"))
 
 
 def _lm_eval_default(name: str) -> Any:
@@ -85,7 +138,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--gen_kwargs", nargs="+", action=MergeDictAction, default={}, help="e.g. max_gen_toks=128"
     )
     parser.add_argument(
-        "--limit", type=float, default=None, help="questions per sub-dataset (count or fraction)"
+        "--limit", type=positive_limit, default=None, help="questions per sub-dataset (count or fraction)"
     )
     parser.add_argument("--batch_size", default=1)
     parser.add_argument(
@@ -103,6 +156,16 @@ def make_parser() -> argparse.ArgumentParser:
         help="also grade with the LLM judge: admits_mistake_rate, judged free-form correctness "
         "(needs OPENAI_API_KEY or OPENAI_BASE_URL; settings as judge_* --metadata keys)",
     )
+    parser.add_argument(
+        "--use_cache",
+        default=None,
+        help="path prefix of the request cache that makes a rerun resume (lm_eval's flag); default "
+        f"with --output_path: <output_path>/{REQUESTS_FOLDER}/<model fingerprint>",
+    )
+    parser.add_argument(
+        "--no_request_cache", action="store_true", help="do not store replies; a rerun starts over"
+    )
+    parser.add_argument("--debug", action="store_true", help="show the Python stack of an error")
     return parser
 
 
@@ -121,21 +184,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = make_parser().parse_args(argv)
     setup_logging()
     start = time.time()
-    names = one_pass_names(args.tasks or [task_names.group_name(registry.AYS)])
+    try:
+        names = one_pass_names(args.tasks or [task_names.group_name(registry.AYS)])
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=args.metadata)
     loaded = manager.load(names)
     if not loaded["tasks"]:
-        raise ValueError(f"--tasks {','.join(names)}: no Are-You-Sure task found")
+        raise CommandError(f"--tasks {','.join(names)}: no Are-You-Sure task found")
     judge_settings = prepare_judge("syco-dialogue --judge", args.metadata) if args.judge else None
+    if args.output_path:  # before the model: a run whose results cannot be written is not started
+        files.writable_folder(results_folder(args.output_path), "--output_path")
+    for key in ("pretrained", "peft"):
+        if args.model_args.get(key):
+            files.check_model_folder(str(args.model_args[key]), f"--model_args {key}=")
     batch_size = args.batch_size if str(args.batch_size).startswith("auto") else int(args.batch_size)
     lm = get_model(args.model).create_from_arg_obj(
         args.model_args, {"batch_size": batch_size, "max_batch_size": None, "device": args.device}
     )
     if lm.world_size > 1:
-        raise ValueError(
+        raise CommandError(
             "the dialogue runs in one process (it batches each turn itself); for several GPUs use "
             "--model_args parallelize=True, or --model vllm, instead of accelerate launch"
         )
+    lm = check_api_replies(lm)
+    cache_prefix = args.use_cache or (
+        request_cache_prefix(args.output_path, args.model, args.model_args) if args.output_path else None
+    )
+    if cache_prefix and not args.no_request_cache:
+        lm = with_request_cache(lm, cache_prefix)
     chat_template = lm.chat_template(args.apply_chat_template) if args.apply_chat_template else None
     results = evaluate_dialogue(
         lm,
@@ -173,9 +250,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             chat_template=chat_template,
             fewshot_as_multiturn=False,
         )
+        folder = results_folder(args.output_path)
+        before = _written(folder)
+        # lm-eval's tracker logs a failed save and returns: check that every file arrived
         tracker.save_results_aggregated(results=results, samples=samples)
         for name, task_samples in samples.items():
             tracker.save_results_samples(task_name=name, samples=task_samples)
+        new = _written(folder) - before
+        saved_samples = [p for p in new if p.name.startswith("samples_")]
+        if len(new) - len(saved_samples) < 1 or len(saved_samples) < len(samples):
+            raise CommandError(
+                f"--output_path {args.output_path}: the results could not be saved (see the log above); "
+                f"the replies are kept{f' in {cache_prefix}_rank0.db' if cache_prefix else ''}: "
+                "rerun into a writable folder to write them without generating again",
+                exit_code=1,
+            )
     print(make_table(results))
     if "groups" in results:
         print(make_table(results, "groups"))
@@ -184,5 +273,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def cli() -> None:
-    """Console entry point (``syco-dialogue``)."""
-    main(sys.argv[1:])
+    """Console entry point (``syco-dialogue``): input errors in one line, exit 2; ``--debug``: the stack."""
+    sys.exit(run_main(main, "syco-dialogue"))
