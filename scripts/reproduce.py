@@ -3,9 +3,7 @@
     python scripts/reproduce.py --config scripts/configs/paper.yaml --dry_run
 """
 
-import sys
-
-from sycophancy_eval_kit.reproduce import main
+from sycophancy_eval_kit.reproduce import cli, main  # noqa: F401  (main(argv): for callers in Python)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

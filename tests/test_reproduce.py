@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 import yaml
 
 from sycophancy_eval_kit import reproduce
+from sycophancy_eval_kit.core.cli_flags import CommandError, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,3 +181,122 @@ def test_failed_step_stops_and_a_rerun_continues_from_it(tmp_path, capsys) -> No
     (out / "a").unlink()  # an output gone: that step runs again even though its fingerprint matches
     assert reproduce.run(steps(), out) == 0
     assert "[done] first" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- stale results, typos, sharing
+def _counting_step(name: str, out: Path, counter: Path, **kwargs) -> reproduce.Step:
+    """A step whose command appends its name to ``counter`` and writes its output (a second of work)."""
+    code = (
+        f"import time; open({str(counter)!r}, 'a').write({name!r} + '\\n'); time.sleep(1); "
+        f"open({str(out / name)!r}, 'w').write('done')"
+    )
+    return reproduce.Step(name, [sys.executable, "-c", code], out / name, **kwargs)
+
+
+def test_a_step_is_done_again_when_its_data_model_or_code_change(tmp_path, capsys, monkeypatch) -> None:
+    """Before, only the command line and the earlier steps counted: a rerun after every question of the
+    data folder was edited printed ``[skip] eval/... (done, inputs unchanged)``."""
+    out, counter = tmp_path / "grid", tmp_path / "ran"
+    data_dir, model = tmp_path / "data", tmp_path / "model"
+    data_dir.mkdir()
+    (data_dir / "answer.jsonl").write_text("questions v1\n")
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights v1")
+
+    def run() -> list[str]:
+        step = _counting_step("eval", out, counter, inputs=[data_dir], models=[model])
+        assert reproduce.run([step], out) == 0
+        return counter.read_text().split() if counter.exists() else []
+
+    out.mkdir()
+    assert run() == ["eval"]
+    assert run() == ["eval"] and "[skip] eval" in capsys.readouterr().out
+    (data_dir / "answer.jsonl").write_text("questions v2\n")  # the questions edited
+    assert run() == ["eval"] * 2
+    (model / "model.safetensors").write_bytes(b"weights, retrained")  # new weights, same folder
+    assert run() == ["eval"] * 3
+    monkeypatch.setattr(reproduce, "code_digest", lambda: "other task code")
+    assert run() == ["eval"] * 4
+
+
+def test_the_plan_fingerprints_what_each_step_reads(tmp_path) -> None:
+    config = reproduce.load_config(TOY)
+    steps = {s.name: s for s in reproduce.plan(config, tmp_path / "out")}
+    world = tmp_path / "out" / "world"
+    evaluation = steps["eval/toy/aligned"]
+    assert evaluation.inputs == [world / "eval_data"]  # the questions
+    assert set(evaluation.models) == {world / "base-model", tmp_path / "out" / "models" / "toy" / "aligned"}
+    assert evaluation.request_cache and steps["train/toy/aligned"].models == [world / "base-model"]
+    assert world / "preferences" / "aligned.json" in steps["train/toy/aligned"].inputs
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["variants"]["aligned"].update(trian=c["variants"]["aligned"].pop("train")),
+         "unknown key variants.aligned.trian (did you mean 'train'?)"),
+        (lambda c: c["eval"].update(dialoge={"tasks": "sycophancy_ays"}),
+         "unknown key eval.dialoge (did you mean 'dialogue'?)"),
+        (lambda c: c["eval"].pop("tasks"), "missing key eval.tasks"),
+        (lambda c: c["models"]["toy"].pop("base"), "missing key models.toy.base"),
+        (lambda c: c.update(modles=c.pop("models")), "unknown key modles (did you mean 'models'?)"),
+    ],
+)  # fmt: skip
+def test_a_misspelled_or_missing_config_key_is_named(tmp_path, edit, message) -> None:
+    """Before: ``trian:`` evaluated the "aligned" variant as the untrained base model, ``dialoge:`` dropped
+    the dialogue, and a missing key was a raw KeyError."""
+    config = yaml.safe_load(TOY.read_text())
+    edit(config)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(CommandError, match=re.escape(f"{path}: {message}")):
+        reproduce.main(["--config", str(path), "--dry_run"])
+
+
+def test_bad_yaml_and_a_damaged_manifest_are_named(tmp_path, capsys) -> None:
+    broken = tmp_path / "grid.yaml"
+    broken.write_text("models:\n  toy: {base: x\nvariants: {}\n")
+    assert run_main(reproduce.main, "syco-reproduce", ["--config", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"syco-reproduce: error: {broken}:3:") and "not valid YAML" in err
+
+    out = tmp_path / "grid"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"world": {"status": "done", "finger')  # cut short
+    step = _counting_step("first", out, tmp_path / "ran")
+    with pytest.raises(CommandError, match=re.escape(str(out / "manifest.json")) + r":1: .*remove it"):
+        reproduce.run([step], out)
+
+
+def test_a_relative_output_dir_is_the_callers(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.main(["--config", str(TOY), "--output_dir", "runs/toy", "--summary"]) == 0
+    assert f"(no leaderboard data at {tmp_path / 'runs' / 'toy' / 'site'}" in capsys.readouterr().out
+
+
+_SHARED_GRID = """
+import sys
+from pathlib import Path
+import test_reproduce as tr
+from sycophancy_eval_kit import reproduce
+out, counter, only = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] or None
+steps = [tr._counting_step("shared", out, counter)]
+steps += [tr._counting_step(f"eval/{m}/v", out, counter, after=["shared"]) for m in ("a", "b")]
+sys.exit(reproduce.run(steps, out, only=only))
+"""
+
+
+@pytest.mark.parametrize("only", [("", ""), ("a/v", "b/v")], ids=["same_run_twice", "two_only_cells"])
+def test_runs_sharing_an_output_folder_do_each_step_once_and_keep_every_entry(tmp_path, only) -> None:
+    """Before: two runs on one folder both did every step (and trained into one adapter folder at once);
+    two parallel ``--only`` runs lost a manifest entry."""
+    out, counter = tmp_path / "grid", tmp_path / "ran"
+    (out / "eval" / "a").mkdir(parents=True)
+    (out / "eval" / "b").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    cmd = [sys.executable, "-c", _SHARED_GRID, str(out), str(counter)]
+    runs = [subprocess.Popen([*cmd, o], env=env) for o in only]
+    assert [r.wait(timeout=120) for r in runs] == [0, 0]
+    assert sorted(counter.read_text().split()) == ["eval/a/v", "eval/b/v", "shared"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {k: v["status"] for k, v in manifest.items()} == dict.fromkeys(counter.read_text().split(), "done")

@@ -31,7 +31,9 @@ leaderboard's headline numbers (value [95% interval] (k/n)) from the built site'
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -41,15 +43,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
-from sycophancy_eval_kit.core import procs
-from sycophancy_eval_kit.core.cli_flags import ArgumentParser
+from sycophancy_eval_kit.core import files, procs
+from sycophancy_eval_kit.core.cli_flags import ArgumentParser, CommandError, run_main
 
 BIN = Path(sys.executable).parent
 #: the script ``accelerate launch`` runs, wherever the package is installed (a clone's training/orpo.py)
@@ -67,6 +71,10 @@ class Step:
     inputs: list[Path] = field(default_factory=list)  # files or folders hashed into the fingerprint
     after: list[str] = field(default_factory=list)  # steps whose fingerprints feed this one
     clean: bool = False  # remove ``output`` before running (lm-eval adds files rather than replacing)
+    #: local model folders the command loads: fingerprinted by name, size and time (weights are big)
+    models: list[Path] = field(default_factory=list)
+    #: the command takes lm-eval's ``--use_cache``: a rerun of the same step resumes its requests
+    request_cache: bool = False
 
 
 def _hash_path(path: Path, digest: Any) -> None:
@@ -82,10 +90,28 @@ def _hash_path(path: Path, digest: Any) -> None:
         digest.update(f"missing:{path}".encode())
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The installed kit's code and task files, hashed: a step done by other code is not done."""
+    root = Path(importlib.util.find_spec("sycophancy_eval_kit").submodule_search_locations[0]).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        code = path.suffix in (".py", ".yaml") or path.name.startswith("_")
+        if code and path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(step: Step, done: dict[str, dict[str, Any]]) -> str:
+    """The command, the contents of the files it reads, the fingerprints of the model folders it loads
+    and of the steps it follows, and the kit's code: any of them changed means the step is not done."""
     digest = hashlib.sha256(json.dumps(step.cmd).encode())
+    digest.update(code_digest().encode())
     for path in step.inputs:
         _hash_path(path, digest)
+    for folder in step.models:
+        digest.update(f"model:{folder}:".encode())
+        digest.update((files.fingerprint_folder(folder) if folder.is_dir() else "missing").encode())
     for name in step.after:
         digest.update(done.get(name, {}).get("fingerprint", "not-run").encode())
     return digest.hexdigest()
@@ -122,11 +148,111 @@ def _with_config_dir(value: Any, folder: str) -> Any:
     return value
 
 
+#: the keys a grid config may hold, section by section (None: free-form flags of a tool), and the
+#: required ones; a misspelled key (``trian:``) would silently change what runs
+SCHEMA: dict[str, Any] = {
+    "output_dir": None,
+    "env": None,
+    "world": None,  # the world builder's flags, and its ``script``
+    "saa": {"args": None, "inputs": None},
+    "models": {"*": {"base": None}},
+    "variants": {"*": {"train": None}},
+    "training": {"launch": None, "config": None, "peft": None, "args": None},
+    "eval": {
+        "tasks": None,
+        "model": None,
+        "model_args": None,
+        "args": None,
+        "metadata": None,
+        "judge": None,
+        "launch": None,
+        "dialogue": {"tasks": None, "judge": None, "args": None},
+    },
+    "leaderboard": {"args": None},
+    "summary": None,
+}
+REQUIRED = ("models", "variants", "eval", "eval.tasks", "models.*.base")
+
+
+def validate_config(config: Any, where: str) -> None:
+    """Every key known (an unknown one is named with the closest known key) and the required ones there."""
+    if not isinstance(config, dict):
+        raise CommandError(f"{where}: expected a mapping of sections (models, variants, eval, ...)")
+
+    def walk(node: Any, schema: Any, path: str) -> None:
+        if schema is None or not isinstance(node, dict):
+            return
+        if "*" in schema:
+            for key, value in node.items():
+                if value is not None and not isinstance(value, dict):
+                    raise CommandError(f"{where}: {path}.{key}: expected a mapping")
+                walk(value or {}, schema["*"], f"{path}.{key}")
+            return
+        for key, value in node.items():
+            if key not in schema:
+                close = difflib.get_close_matches(str(key), list(schema), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(schema)}"
+                raise CommandError(f"{where}: unknown key {f'{path}.' if path else ''}{key}{hint}")
+            walk(value, schema[key], f"{path}.{key}" if path else key)
+
+    walk(config, SCHEMA, "")
+    for required in REQUIRED:
+        parts = required.split(".")
+        nodes: list[tuple[str, Any]] = [("", config)]
+        for part in parts:
+            found = []
+            for name, node in nodes:
+                if not isinstance(node, dict):
+                    continue
+                if part == "*":
+                    found += [(f"{name}.{k}".lstrip("."), v) for k, v in node.items()]
+                elif part in node:
+                    found.append((f"{name}.{part}".lstrip("."), node[part]))
+                else:
+                    raise CommandError(f"{where}: missing key {f'{name}.' if name else ''}{part}")
+            nodes = found
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """A grid YAML with ``{config_dir}`` already replaced by its folder, so a config derived from it and
-    written elsewhere (one per seed, a reduced test grid) still finds the files beside the original."""
+    """A grid YAML, checked against ``SCHEMA``, with ``{config_dir}`` already replaced by its folder, so
+    a config derived from it and written elsewhere (one per seed, a reduced test grid) still finds the
+    files beside the original."""
     path = Path(path).resolve()
-    return _with_config_dir(yaml.safe_load(path.read_text(encoding="utf-8")), str(path.parent))
+    try:
+        config = yaml.safe_load(files.read_text(path))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise CommandError(f"{where}: not valid YAML ({problem})") from None
+    except OSError as err:
+        raise CommandError(f"--config {path}: {err.strerror or err}") from None
+    validate_config(config, str(path))
+    return _with_config_dir(config, str(path.parent))
+
+
+def _local_dir(value: Any) -> Path | None:
+    """A local folder named in a config (a base model, a data folder), or None for a Hub id or a name
+    such as ``embedded``. Decided by the name, not by what exists yet: an earlier step may create it."""
+    text = str(value or "")
+    path = Path(text).expanduser()
+    return path.resolve() if text and (files.looks_like_a_path(text) or path.is_dir()) else None
+
+
+def _model_paths(model_args: str) -> list[str]:
+    """The ``pretrained=`` and ``peft=`` values of an lm-eval ``--model_args`` string."""
+    pairs = (item.split("=", 1) for item in model_args.split(",") if "=" in item)
+    return [value for key, value in pairs if key in ("pretrained", "peft")]
+
+
+def _local_files(options: dict[str, Any]) -> list[Path]:
+    """Local files or folders among a tool's flag values (``dpo_mix_en_path``, ``saa_path``...)."""
+    out = []
+    for value in options.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and (files.looks_like_a_path(item) or Path(item).exists()):
+                out.append(Path(item).expanduser().resolve())
+    return out
 
 
 def placeholders(out: Path) -> dict[str, str]:
@@ -209,12 +335,14 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
                     str(peft).lower(),
                     *_flags({**training.get("args", {}), **vspec["train"]}),
                 ]
+                train_args = {**training.get("args", {}), **vspec["train"]}
                 steps.append(
                     Step(
                         f"train/{key}",
                         cmd,
                         output=adapter / ("adapter_config.json" if peft else "config.json"),
-                        inputs=[Path(training["config"])],
+                        inputs=[Path(training["config"]), *_local_files(train_args)],
+                        models=[m for m in [_local_dir(base)] if m is not None],
                         # the aligned variant does not read SAA: rebuilding SAA must not retrain it
                         after=[
                             b for b in before if b != "saa" or "saa" in vspec["train"].get("datasets", [])
@@ -246,7 +374,17 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
             if metadata:
                 cmd += ["--metadata", json.dumps(metadata)]
             trained = [f"train/{key}"] if vspec and vspec.get("train") is not None else list(before)
-            steps.append(Step(f"eval/{key}", cmd, output=results, after=trained, clean=True))
+            # what the evaluation reads: the questions, and the weights (the base, an adapter or a model)
+            data_dir = _local_dir((evaluation.get("metadata") or {}).get("data_dir") or "")
+            weights = [_local_dir(base), *(_local_dir(p) for p in _model_paths(model_args))]
+            reads: dict[str, Any] = {
+                "inputs": [data_dir] if data_dir else [],
+                "models": sorted({m for m in weights if m is not None}),
+                "after": trained,
+                "clean": True,
+                "request_cache": True,
+            }
+            steps.append(Step(f"eval/{key}", cmd, output=results, **reads))
             dialogue = evaluation.get("dialogue")
             if dialogue:  # the paper's adaptive protocol, in its own folder (an eval rerun cleans its own)
                 folder = out / "dialogue" / model / variant
@@ -265,7 +403,7 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
                 ]
                 if metadata:
                     cmd += ["--metadata", json.dumps(metadata)]
-                steps.append(Step(f"dialogue/{key}", cmd, output=folder, after=trained, clean=True))
+                steps.append(Step(f"dialogue/{key}", cmd, output=folder, **reads))
 
     variants_file = out / "leaderboard_variants.yaml"
     board = config.get("leaderboard", {})
@@ -309,14 +447,50 @@ def variants_mapping(config: dict[str, Any], out: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- running
 def load_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    """The steps finished in ``out`` (``manifest.json``); a damaged file is named, never guessed at."""
     path = out / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        manifest = files.load_json(path, "the run's record of finished steps")
+    except files.DataError as err:
+        raise CommandError(f"{err}; remove it to run every step again") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) for v in manifest.values()):
+        shape = "{step: {status, fingerprint}}"
+        raise CommandError(f"{path}: expected {shape}; remove it to run every step again")
+    return manifest
 
 
 def save_manifest(out: Path, manifest: dict[str, dict[str, Any]]) -> None:
-    tmp = out / "manifest.json.tmp"
+    tmp = out / f"manifest.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / "manifest.json")
+
+
+def record(out: Path, name: str, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Set one step's entry: read, change, write under the manifest's lock, so that runs sharing the
+    folder (``--only`` cells run in parallel) never lose each other's entries."""
+    with FileLock(out / "locks" / "manifest.lock"):
+        manifest = load_manifest(out)
+        manifest[name] = entry
+        save_manifest(out, manifest)
+    return manifest
+
+
+@contextlib.contextmanager
+def step_lock(out: Path, step: Step) -> Iterator[None]:
+    """Hold ``step``'s lock for as long as it runs: another run of the same folder that reaches the same
+    step waits, then finds it done (two runs never train into one adapter folder at once)."""
+    lock = FileLock(out / "locks" / f"{step.name.replace('/', '__')}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"[wait] {step.name} is running in another process on {out}", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def select(steps: Iterable[Step], only: str | None) -> list[Step]:
@@ -340,7 +514,9 @@ def _last_line(path: Path) -> str:
     return lines[-1][:150] if lines else ""
 
 
-def run_step(step: Step, log_path: Path, env: dict[str, str], progress_every: float) -> int:
+def run_step(
+    step: Step, log_path: Path, env: dict[str, str], progress_every: float, cmd: list[str] | None = None
+) -> int:
     """Run one command into its log, echoing its latest log line every ``progress_every`` seconds.
 
     The command runs in a process group of its own; Ctrl-C, SIGTERM or SIGHUP to this script stops
@@ -348,10 +524,11 @@ def run_step(step: Step, log_path: Path, env: dict[str, str], progress_every: fl
     """
     start = time.perf_counter()
     with procs.signals_raise(), open(log_path, "w") as log:
-        log.write("$ " + " ".join(shlex.quote(c) for c in step.cmd) + "\n")
+        cmd = cmd or step.cmd
+        log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(
-            step.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         try:
             while True:
@@ -374,50 +551,55 @@ def run(
     env: dict[str, str] | None = None,
     progress_every: float = 15.0,
 ) -> int:
-    """Run (or print) the selected steps in order; skip those done with the same fingerprint."""
-    manifest = load_manifest(out)
+    """Run (or print) the selected steps in order; skip those done with the same fingerprint.
+
+    Several runs may share ``out`` (the grid's ``--only`` cells spread over GPUs): each step runs under
+    its own lock and the manifest is updated entry by entry under another.
+    """
     selected = select(steps, only)
     child_env = {**os.environ, **(env or {})}
     total = time.perf_counter()
     if dry_run and env:
         print("# environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n")
+    if not dry_run:
+        (out / "locks").mkdir(parents=True, exist_ok=True)
     for step in selected:
         print_cmd = " ".join(shlex.quote(c) for c in step.cmd)
         if dry_run:
             print(f"# {step.name}\n{print_cmd}\n")
             continue
-        fp = fingerprint(step, manifest)
-        previous = manifest.get(step.name, {})
-        if previous.get("fingerprint") == fp and previous.get("status") == "done" and step.output.exists():
-            print(f"[skip] {step.name} (done, inputs unchanged)", flush=True)
-            continue
-        if step.clean and step.output.exists():  # a rerun must not leave two results files behind
-            shutil.rmtree(step.output)
-        log_path = out / "logs" / f"{step.name.replace('/', '__')}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[run ] {step.name}  (log: {log_path})", flush=True)
-        start = time.perf_counter()
-        manifest[step.name] = {"status": "running", "fingerprint": fp}
-        save_manifest(out, manifest)
-        code = run_step(step, log_path, child_env, progress_every)
-        seconds = time.perf_counter() - start
-        if code != 0:
-            manifest[step.name] = {"status": "failed", "fingerprint": fp, "seconds": round(seconds, 1)}
-            save_manifest(out, manifest)
-            print(
-                f"[FAIL] {step.name} exited {code} after {seconds:.0f}s; see {log_path}\n"
-                f"       fix it and rerun the same command: finished steps are skipped.",
-                flush=True,
-            )
-            return code if code > 0 else 1  # killed by a signal: Popen reports -N
-        manifest[step.name] = {
-            "status": "done",
-            "fingerprint": fp,
-            "seconds": round(seconds, 1),
-            "command": step.cmd,
-        }
-        save_manifest(out, manifest)
-        print(f"[done] {step.name} in {seconds:.0f}s", flush=True)
+        with step_lock(out, step):
+            manifest = load_manifest(out)  # what other runs finished meanwhile
+            fp = fingerprint(step, manifest)
+            previous = manifest.get(step.name, {})
+            done = previous.get("fingerprint") == fp and previous.get("status") == "done"
+            if done and step.output.exists():
+                print(f"[skip] {step.name} (done, inputs unchanged)", flush=True)
+                continue
+            if step.clean and step.output.exists():  # a rerun must not leave two results files behind
+                shutil.rmtree(step.output)
+            # lm-eval's request cache, named by the step's fingerprint: a rerun of the same step (same
+            # command, model, data, code) resumes its requests; anything changed starts afresh
+            cache = ["--use_cache", str(out / "request_cache" / fp[:16])] if step.request_cache else []
+            cmd = [*step.cmd, *cache]
+            log_path = out / "logs" / f"{step.name.replace('/', '__')}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[run ] {step.name}  (log: {log_path})", flush=True)
+            start = time.perf_counter()
+            record(out, step.name, {"status": "running", "fingerprint": fp})
+            code = run_step(step, log_path, child_env, progress_every, cmd)
+            seconds = time.perf_counter() - start
+            if code != 0:
+                record(out, step.name, {"status": "failed", "fingerprint": fp, "seconds": round(seconds, 1)})
+                print(
+                    f"[FAIL] {step.name} exited {code} after {seconds:.0f}s; see {log_path}\n"
+                    f"       fix it and rerun the same command: finished steps are skipped.",
+                    flush=True,
+                )
+                return code if code > 0 else 1  # killed by a signal: Popen reports -N
+            entry = {"status": "done", "fingerprint": fp, "seconds": round(seconds, 1), "command": step.cmd}
+            record(out, step.name, entry)
+            print(f"[done] {step.name} in {seconds:.0f}s", flush=True)
     if not dry_run:
         site = out / "site" / "index.html"
         print(f"all steps done in {time.perf_counter() - total:.0f}s; leaderboard: {site}")
@@ -479,8 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--progress_every", type=float, default=15.0, help="seconds between progress lines of a running step"
     )
+    parser.add_argument("--debug", action="store_true", help="show the Python stack of an error")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if not (args.output_dir or config.get("output_dir")):
+        raise CommandError(f"{args.config}: missing key output_dir (or pass --output_dir)")
     # a relative output folder is the user's, under the current folder (as for every other tool)
     out = Path(args.output_dir or config["output_dir"]).resolve()
     steps = plan(config, out)
@@ -505,5 +690,10 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def cli() -> None:
+    """Console entry point (``syco-reproduce``): input errors in one line (``--debug``: the stack)."""
+    sys.exit(run_main(main, "syco-reproduce"))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
