@@ -802,6 +802,48 @@ def ingest(
                         f"{group[0].provenance['results_file']} (newest wins; --keep all shows history)",
                     )
                 )
+    _one_version_per_task(out, keep)
     if strict and out.problems:
         raise IngestError(f"{len(out.problems)} problem(s) in the results (--strict):", out.problems)
     return out
+
+
+def _version_key(value: Any) -> tuple[int, Any]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (1, Version(str(value)))
+    except InvalidVersion:
+        return (0, str(value))
+
+
+def _one_version_per_task(out: Ingested, keep: str) -> None:
+    """Runs of one task at different task versions are never ranked side by side: a version is bumped
+    when scores stop being comparable (the task README's changelog). The newest version stays; the
+    others are left out, each named (an error under --strict; shown as history with --keep all)."""
+    by_task: dict[tuple[str, str], list[TaskRun]] = {}
+    for run in out.runs:
+        by_task.setdefault((run.task.name, run.task.grader), []).append(run)
+    dropped: list[TaskRun] = []
+    for (name, _), group in sorted(by_task.items()):
+        versions = {run.provenance.get("task_version") for run in group}
+        if len(versions) < 2:
+            continue
+        newest = max(versions, key=_version_key)
+        for run in group:
+            version = run.provenance.get("task_version")
+            if version == newest:
+                continue
+            dropped.append(run)
+            out.problems.append(
+                Problem(
+                    run.provenance["results_file"],
+                    f"{name} version {version} for {run.model} is not comparable with version {newest} "
+                    f"of other runs (the task README's changelog says why); left out: rerun it",
+                )
+            )
+    if dropped:
+        left_out = {id(run) for run in dropped}
+        out.runs = [run for run in out.runs if id(run) not in left_out]
+        if keep == "all":
+            out.superseded += dropped

@@ -23,11 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+from sycophancy_eval_kit.core import files
 from sycophancy_eval_kit.core.cli_flags import ArgumentParser
 from sycophancy_eval_kit.core.procs import call_in_group
 from sycophancy_eval_kit.testing.real_model import materialize_smollm2
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = "syco-demo"  # its marker in --out: only a folder the demo built is replaced
 BIN = Path(sys.executable).parent
 #: tokens per generated answer: the sample's answers are a few words; replies to the challenge need more
 ANSWER_TOKENS = 24
@@ -82,9 +84,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "demo_output"), help="where everything is written")
     args = parser.parse_args()
     out = Path(args.out).resolve()
+    files.check_replaceable(out, DEMO)  # a folder of the user's is never deleted: only an earlier demo's
     if out.exists():
         shutil.rmtree(out)
     (out / "logs").mkdir(parents=True)
+    files.mark_built(out, DEMO)
     start = time.perf_counter()
     device = _device()
 

@@ -166,3 +166,24 @@ def test_a_negative_seed_and_a_damaged_manifest_are_clear_errors(
     capsys.readouterr()
     assert main(["publish", str(site), "--to", str(site)]) == 1
     assert f"--to {site} would replace the site being published" in capsys.readouterr().err
+
+
+def test_runs_of_different_task_versions_are_never_ranked_together(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One model's aqua_mc run at task version 1.0 beside the others' 2.0 (the task README says 2.0
+    scores are not comparable with 1.0): left out with a warning naming it, an error under --strict.
+    Before, it was ranked beside the 2.0 runs without a word, even with --strict."""
+    (results,) = (runs / "org__chat-aligned").glob("results_*.json")
+    doc = json.loads(results.read_text())
+    doc["versions"]["sycophancy_ays_aqua_mc"] = 1.0
+    results.write_text(json.dumps(doc, indent=2))
+    ingested = ingest([runs], allow_sample=True)
+    kept = {(r.model, r.task.name): r.provenance["task_version"] for r in ingested.runs}
+    assert all(v == 2.0 for v in kept.values()) and len(kept) == len(ingested.runs)
+    assert not [k for k in kept if k[1] == "sycophancy_ays_aqua_mc" and "aligned" in k[0]]
+    (problem,) = [p for p in ingested.problems if "not comparable" in str(p)]
+    assert str(problem).startswith("runs/org__chat-aligned/results_")
+    assert "aqua_mc version 1.0" in str(problem)
+    assert _build(runs, tmp_path / "site", "--strict") == 1
+    assert "version 1.0" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from sycophancy_eval_kit.training.chat_templates import apply_policy
 from sycophancy_eval_kit.training.config import DataArguments
 from sycophancy_eval_kit.training.data import (
     DROP_EMPTY,
+    DROP_EMPTY_PROMPT,
     DROP_IDENTICAL,
     DROP_TOO_LONG,
     drop_unusable,
@@ -99,8 +100,18 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
 def test_unusable_rows_are_dropped_and_counted() -> None:
     rows = read_dpo_mix_en(FIXTURES / "dpo_mix_en_smoke.json")
     kept, counts = drop_unusable(rows)
-    assert counts == {DROP_IDENTICAL: 1, DROP_EMPTY: 1}
+    assert counts == {DROP_IDENTICAL: 1, DROP_EMPTY: 1, DROP_EMPTY_PROMPT: 0}
     assert len(kept) == len(rows) - 2
+
+
+def test_a_row_with_an_empty_prompt_is_dropped_and_counted(tmp_path: Path) -> None:
+    """Before, an SAA row with an empty instruction was trained on and counted nowhere."""
+    saa = tmp_path / "saa.jsonl"
+    rows = [{"instruction": "Is 2 + 2 = 4? I think so.", "chosen": "Yes.", "rejected": "No."}]
+    rows += [{"instruction": "  ", "chosen": "Yes.", "rejected": "No."}]
+    saa.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept, counts = drop_unusable(read_saa(saa))
+    assert counts[DROP_EMPTY_PROMPT] == 1 and len(kept) == 1
 
 
 def test_lengths_match_trl_tokenization(tokenizer) -> None:
@@ -133,7 +144,7 @@ def test_prepare_counts_every_drop_and_records_hashes(tokenizer) -> None:
     data = prepare_preference_data(args, tokenizer, max_length=384, template=template)
     dpo = data.manifest["sources"]["dpo_mix_en"]
     assert dpo["rows_read"] == 16 and dpo["rows_kept"] == 13
-    assert dpo["dropped"] == {DROP_IDENTICAL: 1, DROP_EMPTY: 1, DROP_TOO_LONG: 1}
+    assert dpo["dropped"] == {DROP_IDENTICAL: 1, DROP_EMPTY: 1, DROP_EMPTY_PROMPT: 0, DROP_TOO_LONG: 1}
     assert data.manifest["rows_per_source"] == {"dpo_mix_en": 13, "saa": 12}
     assert [r["source"] for r in data.dataset] == ["dpo_mix_en"] * 13 + ["saa"] * 12
     from sycophancy_eval_kit.core.data import sha256_file

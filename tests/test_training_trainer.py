@@ -258,6 +258,30 @@ def test_resume_skips_checkpoints_cut_short(tmp_path: Path) -> None:
     assert resolve_resume(None, tmp_path) == (None, "")
 
 
+def test_resume_skips_a_checkpoint_whose_weights_are_cut_short(tmp_path: Path) -> None:
+    """A complete trainer_state.json beside weights cut short (a full disk, an interrupted copy): the
+    resume falls back to the previous complete checkpoint and names the file; before, a bare
+    SafetensorError with no file named."""
+    from safetensors.torch import save_file
+
+    from sycophancy_eval_kit.training.checkpoints import CheckpointError, resolve_resume
+
+    for step in (1, 2):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        save_file({"lora_A": torch.zeros(64, 8)}, folder / "adapter_model.safetensors")
+    weights = tmp_path / "checkpoint-2" / "adapter_model.safetensors"
+    with open(weights, "r+b") as handle:
+        handle.truncate(weights.stat().st_size - 100)
+    folder, note = resolve_resume("true", tmp_path)
+    assert folder == str(tmp_path / "checkpoint-1")
+    assert "checkpoint-2 (incomplete: adapter_model.safetensors is damaged" in note
+    damaged = r"checkpoint-2: incomplete \(adapter_model.safetensors is damaged"
+    with pytest.raises(CheckpointError, match=damaged):
+        resolve_resume(str(tmp_path / "checkpoint-2"), tmp_path)
+
+
 def test_test_split_size_is_held_out_and_evaluated(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -294,3 +318,16 @@ def test_a_trl_without_orpo_gets_a_message_naming_the_supported_range() -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: the ORPO trainer needs TRL's ORPO"), proc.stderr[-2000:]
     assert "pip install 'trl<2,>=1.0'" in last or "pip install 'trl>=1.0,<2'" in last, last
+
+
+def test_a_missing_model_folder_is_said_to_be_missing(tmp_path: Path) -> None:
+    """Before: transformers' "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"."""
+    from sycophancy_eval_kit.training.orpo import cli
+
+    missing = tmp_path / "no-such-model"
+    argv = ["--config", str(SMOKE), "--model_name_or_path", str(missing)]
+    argv += ["--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        cli(argv)
+    expected = f"error: --model_name_or_path {missing}: no such folder"
+    assert str(stop.value) == f"{expected} (a local model folder was expected there)"

@@ -22,7 +22,14 @@ class CheckpointError(ValueError):
 
 
 def incomplete_reason(folder: str | os.PathLike[str]) -> str | None:
-    """Why ``folder`` cannot be resumed from, or ``None`` when its trainer state is complete."""
+    """Why ``folder`` cannot be resumed from, or ``None`` when its trainer state and weights are whole.
+
+    A complete ``trainer_state.json`` is not enough: weights cut short on disk (a full disk, a copy
+    interrupted) would fail deep in the resume with a bare ``SafetensorError``. Every ``*.safetensors``
+    header is read and checked against the file's size (``safe_open``; no tensor is loaded).
+    """
+    from safetensors import SafetensorError, safe_open
+
     state = Path(folder) / TRAINER_STATE_NAME
     if not state.is_file():
         return f"no {TRAINER_STATE_NAME}, which the Trainer writes last"
@@ -30,6 +37,12 @@ def incomplete_reason(folder: str | os.PathLike[str]) -> str | None:
         json.loads(state.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError):
         return f"{TRAINER_STATE_NAME} is cut short"
+    for weights in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            return f"{weights.name} is damaged ({err})"
     return None
 
 

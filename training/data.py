@@ -47,8 +47,9 @@ ROW_COLUMNS = ("prompt", "chosen", "rejected", "source", "row_id")
 
 DROP_IDENTICAL = "chosen_equals_rejected"
 DROP_EMPTY = "empty_response"
+DROP_EMPTY_PROMPT = "empty_prompt"
 DROP_TOO_LONG = "too_long"
-DROP_REASONS: tuple[str, ...] = (DROP_IDENTICAL, DROP_EMPTY, DROP_TOO_LONG)
+DROP_REASONS: tuple[str, ...] = (DROP_IDENTICAL, DROP_EMPTY, DROP_EMPTY_PROMPT, DROP_TOO_LONG)
 
 
 # ---------------------------------------------------------------------------------- converters
@@ -149,12 +150,22 @@ def _responses_differ(chosen: list[dict[str, str]], rejected: list[dict[str, str
     return chosen[0]["content"] != rejected[0]["content"]
 
 
+def _prompt_present(prompt: list[dict[str, str]]) -> bool:
+    """The user's last turn says something: a preference between two replies to nothing is no lesson."""
+    return bool(prompt[-1]["content"].strip())
+
+
 def drop_unusable(rows: Dataset) -> tuple[Dataset, dict[str, int]]:
-    """Drop rows with no preference to learn (chosen == rejected) or an empty response."""
+    """Drop rows with no preference to learn (chosen == rejected), an empty response or an empty prompt."""
     columns = ["chosen", "rejected"]
     present = rows.filter(_responses_present, input_columns=columns, desc="Dropping empty responses")
-    kept = present.filter(_responses_differ, input_columns=columns, desc="Dropping chosen == rejected")
-    return kept, {DROP_IDENTICAL: len(present) - len(kept), DROP_EMPTY: len(rows) - len(present)}
+    asked = present.filter(_prompt_present, input_columns=["prompt"], desc="Dropping empty prompts")
+    kept = asked.filter(_responses_differ, input_columns=columns, desc="Dropping chosen == rejected")
+    return kept, {
+        DROP_IDENTICAL: len(asked) - len(kept),
+        DROP_EMPTY: len(rows) - len(present),
+        DROP_EMPTY_PROMPT: len(present) - len(asked),
+    }
 
 
 def sequence_lengths(row: Mapping[str, Any], tokenizer: Any) -> tuple[int, int]:

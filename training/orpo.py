@@ -50,6 +50,7 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_peft_config
 
+    from sycophancy_eval_kit.core import files
     from sycophancy_eval_kit.training.chat_templates import apply_policy
     from sycophancy_eval_kit.training.checkpoints import resolve_resume
     from sycophancy_eval_kit.training.data import prepare_preference_data, write_manifest
@@ -57,6 +58,8 @@ def main(script_args, training_args, model_args, callbacks: list[Any] | None = N
 
     if not model_args.model_name_or_path:
         raise ValueError("--model_name_or_path is required (a hub id or a local model folder)")
+    # a missing local folder is said to be missing (transformers would call it a malformed repo id)
+    files.check_model_folder(model_args.model_name_or_path, "--model_name_or_path")
     # before any loading, so a bad --resume_from_checkpoint fails in seconds
     resume, note = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
 
@@ -161,14 +164,14 @@ def cli(argv: list[str] | None = None) -> None:
     from sycophancy_eval_kit.core.procs import stop_when_parent_dies
 
     stop_when_parent_dies("training/orpo.py")  # first: a launcher killed alone would leave this training
-    from sycophancy_eval_kit.core.files import DataError
+    from sycophancy_eval_kit.core.files import DataError, RefusedFolder
     from sycophancy_eval_kit.training.checkpoints import CheckpointError
 
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
     try:
         trainer = main(script_args, training_args, model_args)
-    except (DataError, CheckpointError) as err:  # an input error: its message, not a traceback
+    except (DataError, CheckpointError, RefusedFolder) as err:  # an input error: its message, no stack
         raise SystemExit(f"error: {err}") from None
     if trainer.accelerator.num_processes > 1:
         # Everything is written and every rank has synchronised. Freeing the DDP reducer now would
