@@ -91,6 +91,7 @@ def test_smoke_run_writes_adapter_tokenizer_config_and_manifest(smoke_run: Path,
     assert manifest["sources"]["dpo_mix_en"]["dropped"] == {
         "chosen_equals_rejected": 1,
         "empty_response": 1,
+        "empty_prompt": 0,
         "too_long": 1,
     }
     assert len(manifest["sources"]["saa"]["sha256"]) == 64
