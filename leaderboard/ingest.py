@@ -23,6 +23,7 @@ not read at all (see ``cache``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from sycophancy_eval_kit.core import files as file_layer
-from sycophancy_eval_kit.core import registry
+from sycophancy_eval_kit.core import registry, task_names
 from sycophancy_eval_kit.core.files import DataError, iter_json_lines, load_json
 from sycophancy_eval_kit.leaderboard import cache as build_cache
 from sycophancy_eval_kit.leaderboard import tasks
@@ -426,6 +427,11 @@ def _provenance(
         "data_file": metadata.get("data_file"),
         "data_sha256": metadata.get("data_sha256"),
         "data_pinned_sha256_match": metadata.get("data_pinned_sha256_match"),
+        **(
+            {"data_name": task.subset, "data_input_sha256": metadata.get("data_input_sha256")}
+            if task.scope
+            else {}
+        ),
         "results_file": shown_results,
         "samples_file": shown_samples,
     }
@@ -465,6 +471,25 @@ def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Pa
                 f"{run.task.name}: reports {key} = {reported:.6g} but its samples file averages {mean:.6g} "
                 f"over {present.size} questions; expected the samples of this very run",
             )
+
+
+def _custom_task(task: TaskId, metadata: dict[str, Any], where: Path) -> TaskId:
+    """A run on a user's own data (``sycophancy_custom_*``) is shown under its data's name, which
+    ``syco-domain build`` recorded; never under one of Sharma et al.'s sub-dataset names."""
+    name = metadata.get("data_name")
+    if not isinstance(name, str) or not task_names.DATA_NAME.match(name):
+        raise _Skip(
+            where,
+            f"{task.name}: configs.{task.name}.metadata.data_name = {name!r:.60}; expected the name of the "
+            "data (lower case, digits, _), as the sycophancy_custom tasks record it",
+        )
+    if name in task_names.SHARMA_SUBSETS:
+        raise _Skip(
+            where,
+            f"{task.name}: a user's data named {name!r}, like one of Sharma et al.'s sub-datasets; expected "
+            "another name (rebuild it with syco-domain build --name)",
+        )
+    return dataclasses.replace(task, subset=name)
 
 
 def _tasks_of(section: dict[str, Any]) -> list[tuple[str, TaskId | None]]:
@@ -525,6 +550,8 @@ def read_results_file(
                     f"{name}: no configs.{name}.metadata.data_source; expected the data provenance the "
                     "sycophancy tasks record (a run of another task version?)",
                 )
+            if task.scope:
+                task = _custom_task(task, metadata, path)
             samples_path = path.with_name(f"{SAMPLES_PREFIX}{name}_{date_id}.jsonl")
             if not samples_path.is_file():
                 raise _Skip(

@@ -224,6 +224,14 @@ def _template_title(label: str, template: str) -> str:
     return f"{label}\n\u201c{wording.replace('{incorrect_answer}', '[incorrect]')}\u201d"
 
 
+def _suggestion(condition: str, scope: str) -> str:
+    """The suggestion's wording: Sharma's template, or (options shown) its line naming the option."""
+    if scope != tasks.CUSTOM_MC:
+        return prompts.ANSWER_TEMPLATES[condition]
+    line = next(x for x in prompts.ANSWER_MC_TEMPLATES[condition].splitlines() if "the answer is" in x)
+    return line.replace("({correct_letter}) ", "").replace("({incorrect_letter}) ", "")
+
+
 def figure_specs(
     summary: dict, subset: str | None = None, family: str | None = None
 ) -> list[tuple[str, str, list[Panel]]]:
@@ -245,7 +253,8 @@ def figure_specs(
                     track["id"],
                     f"delta_{cond}",
                     _template_title(
-                        tasks.metric(tasks.ANSWER, f"delta_{cond}").label, prompts.ANSWER_TEMPLATES[cond]
+                        tasks.metric(tasks.ANSWER, f"delta_{cond}").label,
+                        _suggestion(cond, tasks.track_parts(track["id"])[3]),
                     ),
                     "\u0394 accuracy vs. no suggestion (pp)",
                     subset,

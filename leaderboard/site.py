@@ -43,7 +43,7 @@ _CODE = build_cache.code_digest(
     Path(__file__), Path(plots.__file__), Path(tasks.__file__), HERE / "templates", HERE / "static"
 )
 #: what every page's frame (banner, footer) reads from the summary.
-_FRAME = ("sample_data", "statistics")
+_FRAME = ("sample_data", "statistics", "sharma_data", "custom_data")
 _SAFE_REL = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 

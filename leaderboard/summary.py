@@ -343,9 +343,10 @@ def _metrics_with_data(track: str, model_rows: Sequence[dict[str, Any]]) -> list
     ]
 
 
-def _track_order(track: str) -> tuple[int, int, int]:
-    family, protocol, grader = track.split(".")
+def _track_order(track: str) -> tuple[int, int, int, int]:
+    family, protocol, grader, scope = tasks.track_parts(track)
     return (
+        tasks.SCOPES.index(scope),
         [tasks.ANSWER, tasks.AYS].index(family),
         [tasks.ONE_PASS, tasks.DIALOGUE].index(protocol),
         [tasks.RULE, tasks.JUDGE].index(grader),
@@ -444,9 +445,18 @@ def summarize(
         for subset in subsets_of[track]
     ]
     unique_pages = {(d["family"], d["subset"]): d for d in dataset_pages}
+    custom_data: dict[str, list[str]] = {}  # a user's data name -> the sha256s of its input tables
+    for run in ingested.runs:
+        if run.task.scope:
+            shas = custom_data.setdefault(run.task.subset, [])
+            sha = run.provenance.get("data_input_sha256")
+            if isinstance(sha, str) and sha not in shas:
+                shas.append(sha)
     memo.save()
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sharma_data": any(not r.task.scope for r in ingested.runs),
+        "custom_data": {name: sorted(shas) for name, shas in sorted(custom_data.items())},
         "sample_data": allow_sample
         and any(r.provenance.get("data_source") == "embedded" for r in ingested.runs),
         "statistics": {

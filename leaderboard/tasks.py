@@ -87,26 +87,50 @@ class TaskId:
         return FILTER_KEYS[self.grader]
 
     @property
+    def scope(self) -> str:
+        """``""`` for Sharma et al.'s data; ``custom_mc`` / ``custom`` for a user's own (``syco-domain``),
+        options shown or not. A custom run's ``subset`` is its data's name."""
+        parsed = task_names.parse_task_name(self.name)
+        if parsed is None or not parsed.custom:
+            return SHARMA
+        return CUSTOM_MC if parsed.subset == task_names.CUSTOM_MC else CUSTOM
+
+    @property
     def track(self) -> str:
-        """Results are only comparable within a track: same family, protocol and grader."""
-        return track_id(self.family, self.protocol, self.grader)
+        """Results are only comparable within a track: same family, protocol, grader and kind of data
+        (a user's own questions are never pooled or ranked with Sharma et al.'s)."""
+        return track_id(self.family, self.protocol, self.grader, self.scope)
 
 
-def track_id(family: str, protocol: str, grader: str) -> str:
-    return f"{family}.{protocol}.{grader}"
+#: the kinds of data a track holds: Sharma et al.'s, or a user's own with or without the options shown
+SHARMA, CUSTOM_MC, CUSTOM = "", "custom_mc", "custom"
+SCOPES = (SHARMA, CUSTOM_MC, CUSTOM)
+_SCOPE_LABELS = {CUSTOM_MC: "your data, options shown", CUSTOM: "your data, asked without options"}
+
+
+def track_id(family: str, protocol: str, grader: str, scope: str = SHARMA) -> str:
+    return ".".join([family, protocol, grader, *([scope] if scope else [])])
+
+
+def track_parts(track: str) -> tuple[str, str, str, str]:
+    """(family, protocol, grader, scope) of a track id."""
+    family, protocol, grader, *scope = track.split(".")
+    return family, protocol, grader, scope[0] if scope else SHARMA
 
 
 def headline_flip(track: str) -> str:
     """The flip rate an Are-You-Sure track leads with: its protocol's own (``metrics.HEADLINE_FLIP``)."""
-    _, protocol, grader = track.split(".")
+    _, protocol, grader, _ = track_parts(track)
     return registry.HEADLINE_FLIP[(protocol, protocol == ONE_PASS and grader == JUDGE)]
 
 
 def track_label(track: str) -> str:
-    family, protocol, grader = track.split(".")
+    family, protocol, grader, scope = track_parts(track)
     parts = [FAMILY_LABELS[family]]
     if family == AYS:
         parts.append(protocol)
+    if scope:
+        parts.append(_SCOPE_LABELS[scope])
     parts.append("judge-graded" if grader == JUDGE else "rule-graded")
     return ", ".join(parts)
 

@@ -128,16 +128,24 @@ class ScreeningReport:
 
 def screen(rows: Sequence[BctRow], threshold: float = DEFAULT_OFFENSIVE_THRESHOLD) -> ScreeningReport:
     """Run every detector over ``rows``; hits sorted by row, then kind."""
+    return screen_texts([(row.index, row.prompt, content_text(row)) for row in rows], threshold)
+
+
+def screen_texts(
+    items: Sequence[tuple[int, str, str]], threshold: float = DEFAULT_OFFENSIVE_THRESHOLD
+) -> ScreeningReport:
+    """The detectors over ``(row index, whole prompt, question and options)``: PII in the whole prompt,
+    the offensive-language score on the question and options (``syco-domain``'s pairs use it too)."""
     hits: list[Hit] = []
-    for row in rows:
-        hits.extend(pii_hits(row.index, row.prompt))
+    for index, prompt, _ in items:
+        hits.extend(pii_hits(index, prompt))
     scorer, detector = _offensive_scorer()
-    if scorer is not None and rows:
-        scores = scorer([content_text(row) for row in rows])
+    if scorer is not None and items:
+        scores = scorer([content for _, _, content in items])
         hits.extend(
-            Hit(row.index, "offensive", content_text(row).replace("\n", " / ")[:200], float(s))
-            for row, s in zip(rows, scores, strict=True)
+            Hit(index, "offensive", content.replace("\n", " / ")[:200], float(s))
+            for (index, _, content), s in zip(items, scores, strict=True)
             if s >= threshold
         )
     hits.sort(key=lambda h: (h.bct_index, h.kind, h.match))
-    return ScreeningReport(len(rows), threshold, detector, scorer is not None, hits)
+    return ScreeningReport(len(items), threshold, detector, scorer is not None, hits)

@@ -29,6 +29,7 @@ HELP: list[tuple[str, list[str]]] = [
     ("leaderboard", ["--help"]),
     ("leaderboard", ["build", "--help"]),
     ("leaderboard", ["publish", "--help"]),
+    ("sycophancy_eval_kit.domain.cli", ["build", "--help"]),
     *[
         (name, ["--help"])
         for name in (

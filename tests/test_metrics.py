@@ -19,6 +19,7 @@ TEMPLATES = {
     "_ays_mc_template": "ays_mc",
     "_ays_free_form_template": "ays_free_form",
     "_ays_judged_template": "ays_judged",
+    "sycophancy_custom_answer_mc.yaml": "answer",  # its own list: a loglikelihood task
 }
 GROUPS = {
     "_sycophancy_answer.yaml": ("answer",),
@@ -48,6 +49,13 @@ def test_every_metric_list_is_the_registry(template: str, report: str) -> None:
         m = registry.METRICS[entry["metric"]]
         assert entry["aggregation"] == f"sycophancy_eval_kit.core.aggregation.{m.aggregation}", m.name
         assert entry["higher_is_better"] is m.higher_is_better, m.name
+
+
+def test_every_metric_list_is_checked() -> None:
+    """A task file with a ``metric_list`` of its own is one of those checked above."""
+    names = [p.name for p in FOLDER.iterdir() if p.suffix == ".yaml" or p.name.endswith("_template")]
+    own = {n for n in names if "metric_list" in _raw_yaml(n)}
+    assert own == set(TEMPLATES)
 
 
 @pytest.mark.parametrize(("group", "reports"), sorted(GROUPS.items()))

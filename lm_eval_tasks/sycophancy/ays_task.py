@@ -31,7 +31,7 @@ from sycophancy_eval_kit.core import data, prompts
 from sycophancy_eval_kit.core.grading import grade_response
 from sycophancy_eval_kit.core.prompts import assistant, user
 from sycophancy_eval_kit.core.registry import first_answer_metrics, one_pass_mc_metrics
-from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer, SharmaTask
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer, SharmaTask, letter_requests
 
 
 class AreYouSureTask(SharmaTask):
@@ -58,20 +58,7 @@ class AreYouSureMCTask(AreYouSureTask):
         return [render(m) for m in mc_conversations(doc)]
 
     def construct_requests(self, doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        letters = doc["letters"]
-        return [
-            Instance(
-                request_type="loglikelihood",
-                doc=doc,
-                arguments=(context, letter),
-                idx=i * len(letters) + j,
-                **kwargs,
-            )
-            for i, context in enumerate(ctx)
-            for j, letter in enumerate(letters)
-        ]
+        return letter_requests(doc, ctx, **kwargs)
 
 
 class AreYouSureFreeFormTask(AreYouSureTask):

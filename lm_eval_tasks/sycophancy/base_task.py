@@ -25,6 +25,25 @@ lm_eval_compat.apply()
 Renderer = Callable[[list[dict[str, str]]], str]
 
 
+def letter_requests(doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
+    """One log-likelihood request per (context, option letter), contexts outermost: how every
+    multiple-choice task here scores a letter after each of its prompts."""
+    kwargs.pop("apply_chat_template", None)
+    kwargs.pop("chat_template", None)
+    letters = doc["letters"]
+    return [
+        Instance(
+            request_type="loglikelihood",
+            doc=doc,
+            arguments=(context, letter),
+            idx=i * len(letters) + j,
+            **kwargs,
+        )
+        for i, context in enumerate(ctx)
+        for j, letter in enumerate(letters)
+    ]
+
+
 class SharmaTask(ConfigurableTask):
     """A ConfigurableTask whose docs come from a Sharma file and whose contexts it renders itself.
 

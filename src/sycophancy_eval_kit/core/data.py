@@ -270,18 +270,21 @@ def accepted_answers(base: Mapping[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ answer.jsonl docs
+def _condition_of(row: Row, templates: Mapping[str, str], where: str) -> str:
+    """The Answer Suggestion condition whose template the row names; an unknown one is an error."""
+    for condition, template in templates.items():
+        if row.template == template:
+            return condition
+    expected = "\n  ".join(repr(t) for t in templates.values())
+    raise DataError(f"{where}: unknown prompt_template {row.template!r}; expected one of\n  {expected}")
+
+
 def answer_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
     """Group answer.jsonl rows into one doc per question (its four prompts), by sub-dataset."""
-    by_template = {tpl: name for name, tpl in prompts.ANSWER_TEMPLATES.items()}
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for row in sharma.rows:
         where = f"{sharma.path}:{row.line}"
-        condition = by_template.get(row.template)
-        if condition is None:
-            expected = "\n  ".join(repr(t) for t in prompts.ANSWER_TEMPLATES.values())
-            raise DataError(
-                f"{where}: unknown prompt_template {row.template!r}; expected one of\n  {expected}"
-            )
+        condition = _condition_of(row, prompts.ANSWER_TEMPLATES, where)
         if len(row.messages) != 1:
             raise DataError(f"{where}: an Answer Suggestion row has exactly one human message")
         question = row.base["question"]
@@ -428,6 +431,70 @@ def are_you_sure_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
     return by_subset
 
 
+# -------------------------------------------------------------------------- answer_mc.jsonl docs
+#: the file of multiple-choice Answer Suggestion rows (built by ``syco-domain`` from a user's table)
+ANSWER_MC_FILE = "answer_mc.jsonl"
+
+
+def answer_mc_docs(sharma: SharmaFile) -> dict[str, list[dict[str, Any]]]:
+    """One doc per answer_mc.jsonl question, by sub-dataset: the four prompts (one per condition of
+    ``prompts.ANSWER_MC_TEMPLATES``), the letters, the right and the suggested wrong letter.
+
+    Each row must be its template filled from its ``base`` and end with the ``The answer is (``
+    prefill; the four rows of a question must agree on the options and letters.
+    """
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in sharma.rows:
+        where = f"{sharma.path}:{row.line}"
+        condition = _condition_of(row, prompts.ANSWER_MC_TEMPLATES, where)
+        kinds = [kind for kind, _ in row.messages]
+        if kinds != ["human", "ai"] or row.messages[1][1] != prompts.MC_ANSWER_PREFILL:
+            raise DataError(
+                f"{where}: a multiple-choice Answer Suggestion row is one human message and the prefill "
+                f"{prompts.MC_ANSWER_PREFILL!r}"
+            )
+        _check_prompt_matches_template(row, where, condition)
+        letters, options = _mc_options(row, where)
+        correct = _text(row.base.get("correct_letter")) or ""
+        incorrect = _text(row.base.get("incorrect_letter")) or ""
+        if correct not in letters or incorrect not in letters or correct == incorrect:
+            raise DataError(
+                f"{where}: base.correct_letter {correct!r} and base.incorrect_letter {incorrect!r} must be "
+                f"two of the option letters {letters!r}"
+            )
+        question = row.base["question"]
+        doc = groups.get((row.dataset, question))
+        if doc is None:
+            doc = {
+                "id": question_id(row.dataset, question),
+                "dataset": row.dataset,
+                "question": question,
+                "letters": letters,
+                "options": options,
+                "correct_letter": correct,
+                "incorrect_letter": incorrect,
+                "prefill": prompts.MC_ANSWER_PREFILL,
+                "line": row.line,
+            }
+            groups[(row.dataset, question)] = doc
+        elif (doc["letters"], doc["options"], doc["correct_letter"]) != (letters, options, correct):
+            raise DataError(f"{where}: the options or the right letter differ from line {doc['line']}'s")
+        key = f"prompt_{condition}"
+        if key in doc:
+            first = doc["line"]
+            raise DataError(f"{where}: a second {condition!r} row for the question first on line {first}")
+        doc[key] = row.messages[0][1]
+    by_subset: dict[str, list[dict[str, Any]]] = {}
+    for doc in groups.values():
+        missing = [c for c in prompts.ANSWER_MC_TEMPLATES if f"prompt_{c}" not in doc]
+        if missing:
+            raise DataError(
+                f"{sharma.path}:{doc['line']}: question {doc['question'][:60]!r} lacks the rows for {missing}"
+            )
+        by_subset.setdefault(doc["dataset"], []).append(doc)
+    return by_subset
+
+
 # ---------------------------------------------------------------------------- task-facing helpers
 def task_list_hint(prefix: str, subsets: Iterable[str]) -> str:
     return ",".join(f"{prefix}_{s}" for s in subsets)
@@ -563,3 +630,31 @@ def write_sharma_file(path: str | os.PathLike[str], rows: Iterable[Mapping[str, 
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(partial, target)
     return target
+
+
+def answer_mc_rows(
+    dataset: str, question: str, options: Sequence[str], correct: int, incorrect: int
+) -> list[dict[str, Any]]:
+    """The four multiple-choice Answer Suggestion rows of one question (``prompts.ANSWER_MC_TEMPLATES``):
+    the options shown, a suggestion naming ``(letter) text``, the letter prefill."""
+    letters = prompts.OPTION_LETTERS[: len(options)]
+    answers = "\n".join(f"({lt}) {text}" for lt, text in zip(letters, options, strict=True))
+    base = {
+        "dataset": dataset,
+        "question": question,
+        "answers": answers,
+        "letters": letters,
+        "answers_list": list(options),
+        "correct_letter": letters[correct],
+        "correct_answer": options[correct],
+        "incorrect_letter": letters[incorrect],
+        "incorrect_answer": options[incorrect],
+    }
+    return [
+        _row(
+            [prompts.human_message(template.format(**base)), prompts.ai_message(prompts.MC_ANSWER_PREFILL)],
+            base,
+            template,
+        )
+        for template in prompts.ANSWER_MC_TEMPLATES.values()
+    ]

@@ -1,4 +1,5 @@
-"""The task-name grammar: ``sycophancy_<family>[_judged|_dialogue]_<subset>``.
+"""The task-name grammar: ``sycophancy_<family>[_judged|_dialogue]_<subset>``, and for a user's own
+data (``syco-domain``) ``sycophancy_custom_<family>[_judged|_dialogue][_mc]``.
 
 Shared by the task YAMLs (whose names follow it), the dialogue (which names its results after the
 one-pass tasks) and the leaderboard (which reads a run's tasks back into family, protocol, grader and
@@ -32,10 +33,13 @@ class TaskName:
     protocol: str
     judged: bool
     subset: str
+    #: a user's own data (``sycophancy_custom_*``): its ``subset`` is its kind, ``mc`` or ``""`` (free
+    #: form), and its results are never pooled or ranked with Sharma et al.'s
+    custom: bool = False
 
     @property
     def name(self) -> str:
-        return task_name(self.family, self.subset, self.protocol, self.judged)
+        return task_name(self.family, self.subset, self.protocol, self.judged, self.custom)
 
 
 def _middle(family: str, protocol: str, judged: bool) -> str:
@@ -46,14 +50,31 @@ def _middle(family: str, protocol: str, judged: bool) -> str:
     return "_judged" if judged else ""
 
 
-def group_name(family: str, protocol: str = ONE_PASS, judged: bool = False) -> str:
-    """``sycophancy_answer``, ``sycophancy_ays_judged``, ``sycophancy_ays_dialogue``, ..."""
-    return f"{PREFIX}_{family}{_middle(family, protocol, judged)}"
+def group_name(family: str, protocol: str = ONE_PASS, judged: bool = False, custom: bool = False) -> str:
+    """``sycophancy_answer``, ``sycophancy_ays_judged``, ``sycophancy_ays_dialogue``, ...;
+    ``sycophancy_custom_answer``, ... for a user's own data."""
+    scope = f"{PREFIX}_{CUSTOM}" if custom else PREFIX
+    return f"{scope}_{family}{_middle(family, protocol, judged)}"
 
 
-def task_name(family: str, subset: str, protocol: str = ONE_PASS, judged: bool = False) -> str:
-    """``sycophancy_<family>[_judged|_dialogue]_<subset>``."""
-    return f"{group_name(family, protocol, judged)}_{subset}"
+def task_name(
+    family: str, subset: str, protocol: str = ONE_PASS, judged: bool = False, custom: bool = False
+) -> str:
+    """``sycophancy_<family>[_judged|_dialogue]_<subset>``; a custom task's ``subset`` may be empty."""
+    group = group_name(family, protocol, judged, custom)
+    return f"{group}_{subset}" if subset else group
+
+
+#: the word that marks a user's own data in task names, and the group of its tasks
+CUSTOM = "custom"
+CUSTOM_GROUP = f"{PREFIX}_{CUSTOM}"
+#: a custom task's kind: its questions asked with their options (``mc``) or without (``""``)
+CUSTOM_MC = "mc"
+#: a user's data name (``syco-domain build --name``): it becomes ``base.dataset`` and the leaderboard's
+#: sub-dataset; never one of Sharma et al.'s sub-dataset names
+DATA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+SHARMA_SUBSETS: frozenset[str] = frozenset(s for subsets in SUBSETS.values() for s in subsets)
+_CUSTOM = re.compile(r"^sycophancy_custom_(answer|ays)(_judged|_dialogue)?(?:_(mc))?$")
 
 
 _TASK = re.compile(r"^sycophancy_(answer|ays)(_judged|_dialogue)?_([a-z0-9][a-z0-9_]*)$")
@@ -61,6 +82,12 @@ _TASK = re.compile(r"^sycophancy_(answer|ays)(_judged|_dialogue)?_([a-z0-9][a-z0
 
 def parse_task_name(name: str) -> TaskName | None:
     """The parts of a sycophancy sub-task name, or None for anything else (groups, other tasks)."""
+    custom = _CUSTOM.match(name)
+    if custom is not None:
+        family, middle, kind = custom.groups()
+        protocol = DIALOGUE if middle == "_dialogue" else ONE_PASS
+        parsed = TaskName(family, protocol, middle == "_judged", kind or "", custom=True)
+        return parsed if report_for(parsed) is not None else None
     match = _TASK.match(name)
     if match is None:
         return None
@@ -73,6 +100,8 @@ def parse_task_name(name: str) -> TaskName | None:
 
 def report_for(task: TaskName) -> str | None:
     """The report (``REPORTS`` key) a sub-task writes, or None for a sub-dataset we do not know."""
+    if task.custom:
+        return _CUSTOM_REPORTS.get((task.family, task.protocol, task.judged, task.subset))
     if task.family == ANSWER:
         return "answer_judged" if task.judged else "answer"
     if task.protocol == DIALOGUE:
@@ -84,3 +113,11 @@ def report_for(task: TaskName) -> str | None:
     return "ays_free_form" if task.subset in data.AYS_FREE_FORM_SUBSETS else None
 
 
+#: the custom tasks there are (family, protocol, judged, kind) and what each reports
+_CUSTOM_REPORTS: dict[tuple[str, str, bool, str], str] = {
+    (ANSWER, ONE_PASS, False, CUSTOM_MC): "answer",
+    (ANSWER, ONE_PASS, False, ""): "answer",
+    (ANSWER, ONE_PASS, True, ""): "answer_judged",
+    (AYS, ONE_PASS, False, CUSTOM_MC): "ays_mc",
+    (AYS, DIALOGUE, False, CUSTOM_MC): "dialogue",
+}

@@ -24,6 +24,7 @@ switches it off. A completed run whose results cannot be saved exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -54,7 +55,7 @@ def one_pass_names(names: Sequence[str]) -> list[str]:
             raise ValueError(
                 f"--tasks {name}: the dialogue runs the Are-You-Sure tasks ({one_pass_group}_<subset>)"
             )
-        out.append(task_names.task_name(registry.AYS, parsed.subset))
+        out.append(dataclasses.replace(parsed, protocol=task_names.ONE_PASS).name)
     return out
 
 

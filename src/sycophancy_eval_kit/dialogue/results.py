@@ -12,6 +12,7 @@ each samples line keeps the full transcript.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,7 @@ def dialogue_name(one_pass_name: str) -> str:
     one_pass = parsed is not None and parsed.protocol == task_names.ONE_PASS
     if not one_pass or parsed.family != registry.AYS or parsed.judged:
         raise ValueError(f"{one_pass_name} is not a one-pass Are-You-Sure task")
-    return task_names.task_name(registry.AYS, parsed.subset, task_names.DIALOGUE)
+    return dataclasses.replace(parsed, protocol=task_names.DIALOGUE).name
 
 
 def read_answers(d: Dialogue) -> tuple[str | None, str | None]:
