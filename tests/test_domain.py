@@ -74,6 +74,43 @@ def test_mmlu_arc_and_a_plain_csv_give_the_same_questions(tmp_path: Path) -> Non
         found.append([(q.question, q.options, q.answer) for q in table.questions])
     assert found[0] == found[1] == found[2]
     assert tables.read_table(str(mmlu), tables.PRESETS["mmlu"]).questions[0].subject == "maths"
+    # one command each, into an evaluation folder and an SAA folder (half the questions each)
+    by_flags = ["--question", "question", "--choices", "A,B,C,D", "--answer", "answer"]
+    for source, mapping in ((mmlu, ["--preset", "mmlu"]), (arc, ["--preset", "arc"]), (plain, by_flags)):
+        out, saa = tmp_path / f"eval_{source.stem}", tmp_path / f"saa_{source.stem}"
+        main(
+            [
+                "build",
+                "--input",
+                str(source),
+                "--name",
+                "toy",
+                *mapping,
+                "--out",
+                str(out),
+                "--saa_out",
+                str(saa),
+            ]
+        )
+        evaluated = data.read_sharma_file(out / data.ARE_YOU_SURE_FILE).rows
+        pairs = (saa / builder.SAA_FILE).read_text().splitlines()
+        assert (len(evaluated), len(pairs)) == (2, 2)
+
+
+def test_python_m_runs_the_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = _jsonl(tmp_path / "t.jsonl", MMLU_ROWS)
+    argv = ["build", "--input", str(path), "--name", "toy", "--preset", "mmlu", "--out", str(tmp_path / "o")]
+    done = subprocess.run(
+        [sys.executable, "-m", "sycophancy_eval_kit.domain", *argv], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "wrote 4 evaluation questions" in done.stdout, done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "sycophancy_eval_kit.domain", *argv], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "--overwrite" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_a_parquet_file_and_a_folder_of_files_are_read_through_datasets(tmp_path: Path) -> None:
