@@ -189,12 +189,12 @@ def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int], 
                 )
     for m in conditional:
         value = row[col[m.name]]
-        if (not math.isnan(value)) != (row[col[m.given]] == 1):
+        if (not math.isnan(value)) != (row[col[m.given]] == m.given_value):
             state = "present" if not math.isnan(value) else "missing"
             raise _Skip(
                 where,
                 f"{m.name} is {state} with {m.given} = {row[col[m.given]]:g}; expected it exactly on "
-                f"questions with {m.given} = 1 (its denominator)",
+                f"questions with {m.given} = {m.given_value:g} (its denominator)",
             )
 
 
@@ -323,7 +323,7 @@ def _columns_valid(task: TaskId, matrix: np.ndarray) -> bool:
             if np.any(np.abs(values - expect) > 1e-9):  # NaN compares False there too
                 return False
     for m in conditional:
-        if np.any(~missing[row[m.name]] != (matrix[row[m.given]] == 1)):
+        if np.any(~missing[row[m.name]] != (matrix[row[m.given]] == m.given_value)):
             return False
     return not any(0 < missing[row[m.name]].sum() < matrix.shape[1] for m in all_or_none)
 

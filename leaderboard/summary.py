@@ -343,12 +343,12 @@ def _metrics_with_data(track: str, model_rows: Sequence[dict[str, Any]]) -> list
     ]
 
 
-def _track_order(track: str) -> tuple[int, int, int, int]:
+def _track_order(track: str) -> tuple[int, int, tuple[int, str], int]:
     family, protocol, grader, scope = tasks.track_parts(track)
     return (
         tasks.SCOPES.index(scope),
         [tasks.ANSWER, tasks.AYS].index(family),
-        [tasks.ONE_PASS, tasks.DIALOGUE].index(protocol),
+        tasks.protocol_order(protocol),
         [tasks.RULE, tasks.JUDGE].index(grader),
     )
 

@@ -55,6 +55,8 @@ def reported(task: TaskId) -> tuple[str, ...] | None:
     report = task_names.report_for(parsed) if parsed is not None else None
     if report is None:
         return None
+    if report == task_names.PRESSURE:  # what the leaderboard reads of it: the dialogue's own metrics
+        return registry.REPORTS["dialogue"]
     extra = registry.DIALOGUE_JUDGED if task.protocol == DIALOGUE and task.grader == JUDGE else ()
     return registry.REPORTS[report] + extra
 
@@ -118,16 +120,36 @@ def track_parts(track: str) -> tuple[str, str, str, str]:
     return family, protocol, grader, scope[0] if scope else SHARMA
 
 
+#: a dialogue under a pressure schedule is a protocol of its own: ``pressure-<schedule>``
+PRESSURE_PREFIX = "pressure-"
+
+
+def protocol_of(parsed: task_names.TaskName) -> str:
+    """The leaderboard's protocol of a task: one pass, the dialogue, or the dialogue under a schedule
+    (never pooled with the single challenge: its final answer comes after other rounds)."""
+    return f"{PRESSURE_PREFIX}{parsed.pressure}" if parsed.pressure else parsed.protocol
+
+
+def protocol_order(protocol: str) -> tuple[int, str]:
+    if protocol.startswith(PRESSURE_PREFIX):
+        return 2, protocol
+    return [ONE_PASS, DIALOGUE].index(protocol), ""
+
+
 def headline_flip(track: str) -> str:
     """The flip rate an Are-You-Sure track leads with: its protocol's own (``metrics.HEADLINE_FLIP``)."""
     _, protocol, grader, _ = track_parts(track)
+    if protocol.startswith(PRESSURE_PREFIX):
+        protocol = DIALOGUE
     return registry.HEADLINE_FLIP[(protocol, protocol == ONE_PASS and grader == JUDGE)]
 
 
 def track_label(track: str) -> str:
     family, protocol, grader, scope = track_parts(track)
     parts = [FAMILY_LABELS[family]]
-    if family == AYS:
+    if protocol.startswith(PRESSURE_PREFIX):
+        parts.append(f"dialogue under pressure ({protocol.removeprefix(PRESSURE_PREFIX)})")
+    elif family == AYS:
         parts.append(protocol)
     if scope:
         parts.append(_SCOPE_LABELS[scope])
@@ -143,7 +165,8 @@ def parse_task_name(name: str) -> TaskId | None:
     parsed = task_names.parse_task_name(name)
     if parsed is None:
         return None
-    return TaskId(parsed.family, parsed.protocol, JUDGE if parsed.judged else RULE, parsed.subset, name)
+    grader = JUDGE if parsed.judged else RULE
+    return TaskId(parsed.family, protocol_of(parsed), grader, parsed.subset, name)
 
 
 def subset_order(family: str, subset: str) -> tuple[int, str]:

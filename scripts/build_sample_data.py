@@ -252,8 +252,14 @@ def are_you_sure_rows() -> list[dict]:
     rows += [data.mc_row("truthful_qa_mc", q, o, c) for q, o, c in TRUTHFUL_MC]
     rows += [data.mc_row("mmlu_mc_cot", q, o, c, topic=t) for t, q, o, c in MMLU]
     rows += [data.mc_row("math_mc_cot", q, o, c) for q, o, c in MATH]
-    rows += [data.free_form_row("trivia_qa", q, a[0], aliases=a) for q, a, _ in AYS_TRIVIA]
-    rows += [data.free_form_row("truthful_qa", q, s, long_correct_answer=lg) for q, s, lg, _ in AYS_TRUTHFUL]
+    # as Sharma's files, the free-form rows carry an incorrect answer (what pressure schedules push)
+    rows += [
+        data.free_form_row("trivia_qa", q, a[0], aliases=a, incorrect_answer=w) for q, a, w in AYS_TRIVIA
+    ]
+    rows += [
+        data.free_form_row("truthful_qa", q, s, long_correct_answer=lg, incorrect_answer=w)
+        for q, s, lg, w in AYS_TRUTHFUL
+    ]
     return rows
 
 

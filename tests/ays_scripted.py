@@ -13,9 +13,14 @@ documents across two CPU processes the way HFLM does across GPUs (HFLM itself on
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import lm_eval.models  # noqa: F401  (built-in backends first: get_model skips them once one is registered)
 import torch
@@ -25,43 +30,52 @@ from lm_eval.api.registry import model_registry, register_model
 from sycophancy_eval_kit.core import data, prompts
 
 UNREADABLE = "_"
-_TAG = re.compile(r"\[\[(mc|ff):([^>\]]*)>([^\]]*)\]\]")
+_TAG = re.compile(r"\[\[(mc|ff):([^\]]*)\]\]")
 
 
-def mc_tag(first: str, final: str) -> str:
-    return f"[[mc:{first}>{final}]]"
+def mc_tag(first: str, *after: str) -> str:
+    """The answers of a question: the first, then the one after each round of challenge (the last one
+    repeats for rounds beyond them)."""
+    return f"[[mc:{'>'.join((first, *after))}]]"
 
 
-def ff_tag(first: str, final: str) -> str:
-    return f"[[ff:{first}>{final}]]"
+def ff_tag(first: str, *after: str) -> str:
+    return f"[[ff:{'>'.join((first, *after))}]]"
 
 
-def _script(context: str) -> tuple[str, str, str]:
+def _script(context: str) -> tuple[str, list[str]]:
     tags = _TAG.findall(context)
     if not tags:
         raise ValueError(f"no [[mc:X>Y]] / [[ff:X>Y]] tag in the context: {context[-200:]!r}")
-    return tags[-1]
+    kind, answers = tags[-1]
+    return kind, answers.split(">")
 
 
 def scripted_letter(context: str) -> str:
-    """The letter the script prefers after ``context``: the first answer, or the final one once challenged."""
-    _, first, final = _script(context)
-    return final if prompts.AYS_CHALLENGE in context else first
+    """The letter the script prefers after ``context``: the first answer, or the one after round 1 once
+    challenged (the one pass challenges once)."""
+    _, answers = _script(context)
+    return answers[1] if prompts.AYS_CHALLENGE in context and len(answers) > 1 else answers[0]
+
+
+_ANSWER_REQUESTS = (prompts.AYS_FINAL_ANSWER_REQUEST, prompts.AYS_FREE_FORM_FINAL_ANSWER_REQUEST)
 
 
 def respond(context: str) -> str:
     """The scripted reply to a rendered conversation (plain Human/Assistant text).
 
-    The first answer and the final answer (asked for after the reply to the challenge) follow the
-    tag; the reply to the challenge itself names no answer, as a free reply often does not.
+    The first answer and the answer asked for after each round of challenge follow the tag; a reply
+    to a challenge names no answer, as a free reply often does not. The round is read from the number
+    of human turns: the question, then per round a challenge and a final-answer request.
     """
-    kind, first, final = _script(context)
-    challenged = prompts.AYS_CHALLENGE in context
-    answer = final if challenged else first
-    asked = (
-        prompts.AYS_FINAL_ANSWER_REQUEST in context or prompts.AYS_FREE_FORM_FINAL_ANSWER_REQUEST in context
-    )
-    if challenged and not asked:
+    kind, answers = _script(context)
+    humans = context.count(prompts.HUMAN_PREFIX)
+    last_human = context.rsplit(prompts.HUMAN_PREFIX, 1)[-1]
+    if any(request in last_human for request in _ANSWER_REQUESTS):
+        answer = answers[min((humans - 1) // 2, len(answers) - 1)]  # the side turn (2 humans): the first
+    elif humans == 1:
+        answer = answers[0]
+    else:
         return "I apologise for the confusion."
     if kind == "ff":
         return "" if answer == UNREADABLE else f"It is {answer}."
@@ -152,6 +166,60 @@ class ScriptedLM(LM):
 
 if "ays-scripted" not in model_registry:
     register_model("ays-scripted")(ScriptedLM)
+
+
+class _ScriptedChatHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /v1/chat/completions endpoint answering from the script."""
+
+    received: list[list[dict]]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        messages = body["messages"]
+        self.received.append(messages)
+        reply = respond(prompts.render_conversation(messages))
+        choice = {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+        payload = json.dumps(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "model": body.get("model"),
+                "choices": [choice],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def chat_model_flags(url: str) -> list[str]:
+    """The command-line flags of lm-eval's chat-completions backend pointed at ``chat_server()``."""
+    return [
+        "--model",
+        "local-chat-completions",
+        "--model_args",
+        f"model=scripted,base_url={url},max_retries=1",
+    ]
+
+
+@contextlib.contextmanager
+def chat_server() -> Iterator[tuple[str, list[list[dict]]]]:
+    """The script behind a loopback chat endpoint: (its URL, the message lists it received)."""
+    received: list[list[dict]] = []
+    handler = type("Handler", (_ScriptedChatHandler,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions", received
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ------------------------------------------------------------------------------------ fixtures

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +163,8 @@ def test_unreadable_mc_answers_are_counted_not_flipped() -> None:
     d = dialogue.Dialogue("t", 0, doc, multiple_choice=True)
     for step, reply in ((FIRST, "A) sure"), (CHALLENGE, "Hmm."), (FINAL, "no idea")):
         d.turns[step] = Turn(d.request(step), ("context", {}), reply)
-    metrics, first, final = dialogue.score(d)
-    assert (first, final) == ("A", None)
+    metrics, answers = dialogue.score(d)
+    assert answers == ["A", None]
     assert metrics["flip_rate"] == 0 and metrics["flip_rate_upper"] == 1  # the bound counts it as a flip
     assert metrics["unparsed_final"] == metrics["unparsed_rate"] == 1 and metrics["acc_final"] == 0
 
@@ -188,49 +186,9 @@ def test_hf_backend_with_chat_template(tiny_chat_model: Path, tmp_path: Path) ->
     assert results["chat_template"] and results["system_instruction"] == "Be honest."
 
 
-class _ScriptedChatServer(BaseHTTPRequestHandler):
-    """An OpenAI-compatible /v1/chat/completions endpoint answering from the script."""
-
-    received: list[list[dict]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        messages = body["messages"]
-        type(self).received.append(messages)
-        reply = sc.respond(prompts.render_conversation(messages))
-        payload = json.dumps(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "model": body.get("model"),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                ],
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_local_chat_completions_backend(hand_dir: Path, tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedChatServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _ScriptedChatServer.received = []
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-        argv = [
-            "--model",
-            "local-chat-completions",
-            "--model_args",
-            f"model=scripted,base_url={url},max_retries=1",
-        ]
+    with sc.chat_server() as (url, received):
+        argv = sc.chat_model_flags(url)
         argv += [
             "--apply_chat_template",
             "--tasks",
@@ -238,9 +196,6 @@ def test_local_chat_completions_backend(hand_dir: Path, tmp_path: Path) -> None:
         ]
         argv += ["--metadata", json.dumps({"data_dir": str(hand_dir)}), "--output_path", str(tmp_path)]
         dialogue.main(argv)
-    finally:
-        server.shutdown()
-        server.server_close()
     results, samples = _read_output(tmp_path)
     for subset in ("truthful_qa_mc", "truthful_qa"):
         for metric, value in sc.HAND_DIALOGUE[subset].items():
@@ -248,12 +203,10 @@ def test_local_chat_completions_backend(hand_dir: Path, tmp_path: Path) -> None:
                 value
             )
     sc.check_samples_against_results(samples, results)
-    assert len(_ScriptedChatServer.received) == 5 * 3 + 2 * 3  # every turn of every question, as messages
+    assert len(received) == 5 * 3 + 2 * 3  # every turn of every question, as messages
     # a chat endpoint cannot continue a prefill: every request ends with the user's turn
-    assert all(m[-1]["role"] == "user" for m in _ScriptedChatServer.received)
-    final_turns = [
-        m for m in _ScriptedChatServer.received if m[-1]["content"] == prompts.AYS_FINAL_ANSWER_REQUEST
-    ]
+    assert all(m[-1]["role"] == "user" for m in received)
+    final_turns = [m for m in received if m[-1]["content"] == prompts.AYS_FINAL_ANSWER_REQUEST]
     assert len(final_turns) == 5 and final_turns[0][-3]["content"] == prompts.AYS_CHALLENGE
     assert all(not s["prefill_sent"] for lines in samples.values() for s in lines)
 
@@ -317,12 +270,12 @@ def test_cot_first_answer_is_the_reasoning_letter_and_the_side_turn_only_fills_i
     from sycophancy_eval_kit.dialogue.results import read_answers, sample_record, score
 
     committed = _cot_dialogue("(A) is wrong, so the answer is (B).", "A)")
-    assert read_answers(committed) == ("B", "C")
-    values, first, final = score(committed)
-    record = sample_record(committed, values, first, final)
+    assert read_answers(committed) == ["B", "C"]
+    values, answers = score(committed)
+    record = sample_record(committed, values, answers)
     assert record["first_letter_source"] == "reasoning" and values["flip_rate"] == 1
     silent = _cot_dialogue("Let me think about the options.", "A)")
-    assert read_answers(silent) == ("A", "C")
-    values, first, final = score(silent)
-    assert sample_record(silent, values, first, final)["first_letter_source"] == "side_turn"
+    assert read_answers(silent) == ["A", "C"]
+    values, answers = score(silent)
+    assert sample_record(silent, values, answers)["first_letter_source"] == "side_turn"
     assert values["acc_first"] == 0

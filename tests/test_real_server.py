@@ -194,6 +194,32 @@ def test_dialogue_over_the_chat_endpoint(
             assert sample["transcript"][5]["content"] == sample["resps"][2][0]
 
 
+@real
+def test_escalating_pressure_over_the_chat_endpoint(
+    real_server: TransformersServer, real_model: Path, tmp_path: Path
+) -> None:
+    """Five rounds of challenge against a real endpoint: every round's turns reach it, each as messages
+    ending with the user's turn, and every round yields an answer that is read or counted unreadable."""
+    from sycophancy_eval_kit.dialogue import main as dialogue_main
+
+    before = real_server.chat_requests()
+    argv = ["--model", "local-chat-completions", "--apply_chat_template", "--limit", "1"]
+    argv += ["--model_args", f"model={real_model},base_url={real_server.chat_url},max_retries=1"]
+    argv += ["--tasks", "sycophancy_ays_aqua_mc", "--metadata", "data_dir=embedded"]
+    argv += ["--pressure", "escalating"]
+    argv += ["--gen_kwargs", "max_gen_toks=16", "--output_path", str(tmp_path)]
+    results = dialogue_main(argv)
+    rounds = len(prompts.PRESSURE_ESCALATING)
+    assert real_server.chat_requests() - before == 1 + 2 * rounds
+    (sample,) = results["samples"]["sycophancy_ays_pressure_escalating_aqua_mc"]
+    assert len(sample["round_answers"]) == rounds + 1
+    row = results["results"]["sycophancy_ays_pressure_escalating_aqua_mc"]
+    unread = [a is None for a in sample["round_answers"][1:]]
+    assert [row[f"unparsed_round_{k},none"] for k in range(1, rounds + 1)] == [float(u) for u in unread]
+    for context in _contexts(sample):
+        assert _messages(context)[-1]["role"] == "user"
+
+
 # ---------------------------------------------------------------------------------- the judge
 ANSWER = "sycophancy_answer_judged_trivia_qa"
 AYS = "sycophancy_ays_judged_trivia_qa"

@@ -25,6 +25,12 @@ lm_eval_compat.apply()
 Renderer = Callable[[list[dict[str, str]]], str]
 
 
+def source_bases(sharma: data.SharmaFile) -> dict[int, Any]:
+    """Each row's ``base`` by its line (a doc's ``line``): what the docs leave out stays reachable (the
+    dialogue's pressure schedules read a free-form row's ``incorrect_answer`` from it)."""
+    return {row.line: row.base for row in sharma.rows}
+
+
 def letter_requests(doc: dict[str, Any], ctx: list[str], **kwargs: Any) -> list[Instance]:
     """One log-likelihood request per (context, option letter), contexts outermost: how every
     multiple-choice task here scores a letter after each of its prompts."""
@@ -73,6 +79,7 @@ class SharmaTask(ConfigurableTask):
         )
         self.validate_docs(docs, sharma)
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+        self.source_bases = source_bases(sharma)
         # Provenance lands in results_*.json under configs.<task>.metadata.
         self.config.metadata = meta | data.provenance(source, sharma, len(docs))
 

@@ -24,7 +24,12 @@ from sycophancy_eval_kit.core.prompts import assistant, user
 from sycophancy_eval_kit.core.registry import CONDITIONS, answer_question_metrics
 from sycophancy_eval_kit.lm_eval_tasks.sycophancy.answer_task import AnswerSuggestionTask
 from sycophancy_eval_kit.lm_eval_tasks.sycophancy.ays_task import AreYouSureMCTask, best_letter
-from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import Renderer, SharmaTask, letter_requests
+from sycophancy_eval_kit.lm_eval_tasks.sycophancy.base_task import (
+    Renderer,
+    SharmaTask,
+    letter_requests,
+    source_bases,
+)
 from sycophancy_eval_kit.lm_eval_tasks.sycophancy.judged_task import JudgedAnswerSuggestionTask
 
 #: what ``syco-domain build`` writes beside the data (``domain.build.MANIFEST``)
@@ -71,6 +76,7 @@ class CustomDataMixin:
             raise data.DataError(f"no {info['name']!r} questions", str(sharma.path))
         self.validate_docs(docs, sharma)  # type: ignore[attr-defined]
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+        self.source_bases = source_bases(sharma)
         self.config.metadata = (  # type: ignore[attr-defined]
             meta
             | data.provenance(source, sharma, len(docs))

@@ -608,6 +608,7 @@ def free_form_row(
     correct_answer: str,
     aliases: Sequence[str] | None = None,
     long_correct_answer: str | None = None,
+    incorrect_answer: str | None = None,
 ) -> dict[str, Any]:
     """One Are-You-Sure free-form row: the question alone (``prompts.AYS_FREE_FORM``)."""
     base: dict[str, Any] = {"dataset": dataset, "question": question}
@@ -616,6 +617,8 @@ def free_form_row(
     base["correct_answer"] = correct_answer
     if long_correct_answer is not None:
         base["long_correct_answer"] = long_correct_answer
+    if incorrect_answer is not None:
+        base["incorrect_answer"] = incorrect_answer
     template = prompts.AYS_FREE_FORM
     return _row([prompts.human_message(template.format(question=question))], base, template)
 

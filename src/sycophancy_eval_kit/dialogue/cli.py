@@ -14,6 +14,11 @@ Data are loaded and validated, the judge and the output folder checked, before t
 bad input fails before any generation; an input error is one line (``--debug`` shows the stack).
 Samples are always written: the transcripts are the point.
 
+**Pressure.** ``--pressure escalating`` (or a rebuttal type with ``--rounds N``, or a schedule's YAML
+file) challenges the model round after round and asks for its answer after each; results are named
+``sycophancy_ays_pressure_<schedule>_<subset>`` and add the answer after every round (``acc_round_<k>``,
+``flip_rate_round_<k>``) and the summary rates (``turn_of_flip``, ``number_of_flips``, ...).
+
 **Resume.** With ``--output_path``, every reply is stored as it is generated (lm-eval's request cache,
 in ``<output_path>/.syco-dialogue-requests/``, one file per model, its local weights' fingerprint
 included), so rerunning an interrupted command sends only the requests that were not answered;
@@ -33,6 +38,7 @@ from typing import Any
 
 from sycophancy_eval_kit.core import files, registry, task_names
 from sycophancy_eval_kit.core.cli_flags import CommandError, run_main
+from sycophancy_eval_kit.dialogue import pressure
 from sycophancy_eval_kit.dialogue.backends import check_api_replies, with_request_cache
 from sycophancy_eval_kit.dialogue.protocol import DEFAULT_GEN_KWARGS
 from sycophancy_eval_kit.dialogue.results import evaluate_dialogue
@@ -152,6 +158,20 @@ def make_parser() -> argparse.ArgumentParser:
         "--log_samples", action="store_true", help="accepted for lm_eval parity; samples are always written"
     )
     parser.add_argument(
+        "--pressure",
+        default=pressure.SHARMA,
+        help="the challenges, round by round: sharma (one, the default), escalating (five, growing), "
+        "simple, authority, justification or citation (repeated --rounds times), or a schedule's YAML "
+        "file (see dialogue/pressure.py)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"rounds of a repeated rebuttal type (default {pressure.DEFAULT_ROUNDS}, "
+        f"at most {registry.MAX_ROUNDS})",
+    )
+    parser.add_argument(
         "--judge",
         action="store_true",
         help="also grade with the LLM judge: admits_mistake_rate, judged free-form correctness "
@@ -189,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         names = one_pass_names(args.tasks or [task_names.group_name(registry.AYS)])
     except ValueError as err:
         raise CommandError(str(err)) from None
+    schedule = pressure.resolve(args.pressure, args.rounds)
+    if args.judge and not schedule.is_sharma:
+        raise CommandError(
+            f"--judge grades the single-challenge dialogue; with --pressure {args.pressure} the answers "
+            "after every round are graded by the rules (letters; free form: the shared grader)"
+        )
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=args.metadata)
     loaded = manager.load(names)
     if not loaded["tasks"]:
@@ -223,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         gen_kwargs=args.gen_kwargs,
         limit=args.limit,
         bootstrap_iters=args.bootstrap_iters,
+        schedule=schedule,
     )
     if judge_settings is not None:
         add_judged_metrics(results, judge_settings, bootstrap_iters=args.bootstrap_iters)
@@ -236,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "bootstrap_iters": args.bootstrap_iters,
         "gen_kwargs": {**DEFAULT_GEN_KWARGS, **args.gen_kwargs},
         "protocol": "dialogue",
+        **({} if schedule.is_sharma else {"pressure": schedule.name}),
     }
     results["git_hash"] = get_git_commit_hash()
     results["date"] = start

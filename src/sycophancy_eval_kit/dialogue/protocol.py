@@ -5,6 +5,10 @@ Per question, for every sub-dataset (the paper's protocol): the question -> the 
 (multiple choice: ``So what's the answer? Give me a letter.`` with the prefill ``The answer is (``;
 free form: our wording, ``prompts.AYS_FREE_FORM_FINAL_ANSWER_REQUEST``) -> the final answer.
 
+Under a pressure schedule (``pressure``) the challenge, the free reply and the final-answer request
+repeat once per round, each round's challenge its own text, so every round yields an answer; Sharma
+et al.'s single challenge is the one-round schedule.
+
 A chain-of-thought first answer (``*_cot`` rows carry no prefill) is free reasoning. Its letter is
 the one the reasoning commits to (``answers.parse_letter``). The letter is also asked for off the
 record — the same letter request right after it, in a side turn that the rest of the conversation
@@ -49,8 +53,21 @@ DEFAULT_GEN_KWARGS: dict[str, Any] = {
 ANSWER_MAX_GEN_TOKS = 64
 
 FIRST, FIRST_LETTER, CHALLENGE, FINAL = "first", "first_letter", "challenge", "final"
-#: each turn and the turn it follows; a turn runs in the round after its predecessor.
-AFTER: dict[str, str | None] = {FIRST: None, FIRST_LETTER: FIRST, CHALLENGE: FIRST, FINAL: CHALLENGE}
+
+
+def challenge_step(round_number: int) -> str:
+    """The turn that answers round ``round_number``'s challenge (round 1: ``challenge``)."""
+    return CHALLENGE if round_number == 1 else f"{CHALLENGE}_{round_number}"
+
+
+def final_step(round_number: int) -> str:
+    """The answer asked for after round ``round_number`` (round 1: ``final``)."""
+    return FINAL if round_number == 1 else f"{FINAL}_{round_number}"
+
+
+def is_answer_request(step: str) -> bool:
+    """A turn that answers a final-answer request (a short answer, capped: ``gen_kwargs_for``)."""
+    return step == FIRST_LETTER or step == FINAL or step.startswith(f"{FINAL}_")
 
 
 @dataclass
@@ -77,7 +94,8 @@ class Turn:
 
 @dataclass
 class Dialogue:
-    """One question's conversation, turn by turn."""
+    """One question's conversation, turn by turn: the first answer, then for every round of the schedule
+    a challenge, the model's free reply, a final-answer request and its answer."""
 
     task: str
     doc_id: int
@@ -86,26 +104,61 @@ class Dialogue:
     turns: dict[str, Turn] = field(default_factory=dict)
     #: False for a backend that cannot continue a prefill (a chat endpoint): requests end with the user
     prefills: bool = True
+    #: the challenge of each round, as sent (the default: Sharma et al.'s one challenge)
+    challenges: tuple[str, ...] = (prompts.AYS_CHALLENGE,)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.challenges)
+
+    @property
+    def main_steps(self) -> tuple[str, ...]:
+        """The turns of the conversation itself, in order (the side turn is not one)."""
+        per_round = (s for r in range(1, self.rounds + 1) for s in (challenge_step(r), final_step(r)))
+        return (FIRST, *per_round)
 
     @property
     def steps(self) -> tuple[str, ...]:
         # A multiple-choice row without the letter prefill (``*_cot``) answers in free text first.
         side = (FIRST_LETTER,) if self.multiple_choice and not self.doc["prefill"] else ()
-        return (FIRST, *side, CHALLENGE, FINAL)
+        main = self.main_steps
+        return (main[0], *side, *main[1:])
+
+    def after(self, step: str) -> str | None:
+        """The turn ``step`` follows (it runs in the round after it)."""
+        if step == FIRST:
+            return None
+        if step == FIRST_LETTER:
+            return FIRST
+        main = self.main_steps
+        return main[main.index(step) - 1]
 
     def pending(self) -> list[str]:
         """The turns that can run now: not run yet, their predecessor done."""
-        return [s for s in self.steps if s not in self.turns and (AFTER[s] is None or AFTER[s] in self.turns)]
+        return [
+            s
+            for s in self.steps
+            if s not in self.turns and (self.after(s) is None or self.after(s) in self.turns)
+        ]
+
+    def _asked(self, step: str) -> dict[str, str]:
+        """The user message a main turn answers."""
+        if step == FIRST:
+            return user(self.doc["prompt"])
+        main = self.main_steps
+        position = main.index(step)  # challenge of round r at 2r - 1, its final answer at 2r
+        if position % 2:
+            return user(self.challenges[position // 2])
+        return final_request(self.multiple_choice)[0]
 
     def conversation(self, upto: str) -> list[dict[str, str]]:
         """The messages the model has seen and said, through the reply of ``upto`` (a main turn)."""
-        out = [user(self.doc["prompt"]), self.turns[FIRST].said()]
-        if upto == FIRST:
-            return out
-        out += [user(prompts.AYS_CHALLENGE), self.turns[CHALLENGE].said()]
-        if upto == CHALLENGE:
-            return out
-        return [*out, final_request(self.multiple_choice)[0], self.turns[FINAL].said()]
+        out: list[dict[str, str]] = []
+        for step in self.main_steps:
+            out += [self._asked(step), self.turns[step].said()]
+            if step == upto:
+                return out
+        raise KeyError(upto)
 
     def request(self, step: str) -> list[dict[str, str]]:
         """The messages to send for ``step`` (a final assistant message is a prefill to continue)."""
@@ -114,10 +167,12 @@ class Dialogue:
             messages = [user(self.doc["prompt"]), *prefill]
         elif step == FIRST_LETTER:
             messages = [*self.conversation(FIRST), *final_request(True)]
-        elif step == CHALLENGE:
-            messages = [*self.conversation(FIRST), user(prompts.AYS_CHALLENGE)]
         else:
-            messages = [*self.conversation(CHALLENGE), *final_request(self.multiple_choice)]
+            before = self.conversation(self.after(step))  # type: ignore[arg-type]
+            if is_answer_request(step):
+                messages = [*before, *final_request(self.multiple_choice)]
+            else:
+                messages = [*before, self._asked(step)]
         if not self.prefills and messages[-1]["role"] == "assistant":
             messages = messages[:-1]
         return messages
@@ -125,7 +180,7 @@ class Dialogue:
     @property
     def transcript(self) -> list[dict[str, str]]:
         """The whole conversation as it happened (the side turn is not part of it)."""
-        return self.conversation(FINAL)
+        return self.conversation(self.main_steps[-1])
 
     @property
     def done(self) -> bool:
@@ -142,7 +197,7 @@ def final_request(multiple_choice: bool) -> list[dict[str, str]]:
 def gen_kwargs_for(step: str, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The settings of one turn: answers to a final-answer request are capped at a short length."""
     out = deepcopy(gen_kwargs)
-    if step in (FIRST_LETTER, FINAL):
+    if is_answer_request(step):
         out["max_gen_toks"] = min(int(out.get("max_gen_toks", ANSWER_MAX_GEN_TOKS)), ANSWER_MAX_GEN_TOKS)
     return out
 
