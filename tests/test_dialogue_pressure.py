@@ -36,6 +36,7 @@ def written(out: Path, data_dir: Path) -> tuple[str, dict[str, bytes]]:
     results = json.loads(path.read_text(encoding="utf-8"))
     keep = {k: results[k] for k in STABLE if k in results}
     text = json.dumps(keep, indent=2, sort_keys=True, ensure_ascii=False).replace(str(data_dir), "<DATA_DIR>")
+    text = text.replace(str(TESTS.parent), "<REPO>")
     samples = {p.name.replace(f"_{stamp}", ""): p.read_bytes() for p in path.parent.glob("samples_*.jsonl")}
     return text + "\n", samples
 
