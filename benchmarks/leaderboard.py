@@ -11,22 +11,31 @@ metric of their task (NaN where undefined), as the tasks write them.
     python -m benchmarks.leaderboard --folders 500 --work /tmp/lb-bench --incremental
     python -m benchmarks.leaderboard --folders 50 --scale 0.1 --work /tmp/lb-bench-small
 
-``--incremental`` measures what a maintainer pays: a cold build (no cache), then one more run folder
-(the next model, a new variant of the last base) is added and the site rebuilt with the cache the cold
-build left. Each build runs in a child process, which reports its own phases and peak resident memory
-(``ru_maxrss``); ``wall_s_with_imports`` is the child's whole life, start-up and imports included.
+``--incremental`` measures what a maintainer pays: a cold build (no store), then one more run folder
+(the next model, a new variant of the last base) is added and the site rebuilt with the store the cold
+build left. ``--baseline REF`` first runs the same cold build with the code of git revision ``REF``
+(extracted with ``git archive`` under the work folder, its own child on ``PYTHONPATH``), back to back
+on the same data, and compares the two sites' data files value by value (``site_data_vs_baseline``:
+equal values, and the largest difference among numbers that differ). Each build runs in a child
+process, which reports its own phases and peak resident memory (``ru_maxrss``);
+``wall_s_with_imports`` is the child's whole life, start-up and imports included. The store's size
+on disk is reported beside the samples files' size.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import resource
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +43,7 @@ from sycophancy_eval_kit.core import aggregation, data, registry
 from sycophancy_eval_kit.core.cli_flags import ArgumentParser
 from sycophancy_eval_kit.leaderboard import tasks
 
+REPO = Path(__file__).resolve().parents[1]
 SIZES = {
     "answer": {"trivia_qa": 1000, "truthful_qa": 817},
     "ays": {
@@ -183,20 +193,23 @@ def generate(work: Path, folders: int, scale: float) -> tuple[list[Path], Path]:
 
 def _child(args: argparse.Namespace) -> None:
     """The build, phase by phase, in this process; prints the timings as JSON."""
-    from sycophancy_eval_kit.leaderboard.cache import BuildCache
-    from sycophancy_eval_kit.leaderboard.ingest import ingest
+    from sycophancy_eval_kit.leaderboard import store as stores
+    from sycophancy_eval_kit.leaderboard.ingest import VERSION, ingest
     from sycophancy_eval_kit.leaderboard.site import write_site
     from sycophancy_eval_kit.leaderboard.summary import summarize
     from sycophancy_eval_kit.leaderboard.variants import load_variants
 
-    cache = None if args.no_cache else BuildCache(args.work / ".site.cache")
+    path = None if args.no_store else args.work / "site.duckdb"
     t0 = time.perf_counter()
-    ingested = ingest([args.work / "runs"], cache=cache)
+    store = stores.Store(path, VERSION)
+    ingested = ingest([args.work / "runs"], store=store)
     t1 = time.perf_counter()
     variants = load_variants(args.work / "leaderboard.yaml")
-    summary = summarize(ingested, variants, resamples=args.resamples, cache=cache)
+    summary = summarize(ingested, variants, resamples=args.resamples, store=store)
     t2 = time.perf_counter()
-    files = write_site(summary, args.work / "site", "Benchmark", inputs=[args.work / "runs"], cache=cache)
+    files = write_site(summary, args.work / "site", "Benchmark", inputs=[args.work / "runs"], store=store)
+    store.save_derived()
+    store.close()
     t3 = time.perf_counter()
     print(
         json.dumps(
@@ -210,26 +223,104 @@ def _child(args: argparse.Namespace) -> None:
                 "render_s": round(t3 - t2, 2),
                 "total_s": round(t3 - t0, 2),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                # the largest of the ingest's worker processes, if it used any (Linux: KiB)
-                "peak_worker_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+                "store_mb": round(path.stat().st_size / 1e6, 1) if path is not None else None,
             }
         )
     )
 
 
-def _build(args: argparse.Namespace, label: str) -> dict:
+def _baseline_tree(work: Path, ref: str) -> Path:
+    """The package as it was at ``ref``, laid out for ``PYTHONPATH`` (its pyproject maps the design
+    card's folders into ``sycophancy_eval_kit``), with that revision's ``benchmarks``."""
+    root = work / f"baseline-{ref}"
+    if (root / "pkg" / "sycophancy_eval_kit").is_dir():
+        return root
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(raw)], input=archive, check=True)
+    import tomllib
+
+    mapped = tomllib.loads((raw / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    pkg = root / "pkg"
+    for package, folder in sorted(mapped.items(), key=lambda kv: kv[0].count(".")):
+        target = pkg / package.replace(".", "/")
+        if not target.exists():
+            shutil.copytree(raw / folder, target)
+    shutil.copytree(raw / "benchmarks", root / "benchmarks")
+    return root
+
+
+def _build(args: argparse.Namespace, label: str, baseline: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.leaderboard", "--child", "--work", str(args.work)]
     cmd += ["--folders", str(args.folders), "--scale", str(args.scale)]
     if args.resamples:
         cmd += ["--resamples", str(args.resamples)]
-    if args.no_cache:
-        cmd.append("--no_cache")
+    if args.no_store and baseline is None:
+        cmd.append("--no_store")
+    env = dict(os.environ)
+    if baseline is not None:  # its own build cache, emptied: the cold build its users paid
+        shutil.rmtree(args.work / ".site.cache", ignore_errors=True)
+        env["PYTHONPATH"] = os.pathsep.join([str(baseline / "pkg"), str(baseline)])
     start = time.perf_counter()
-    child = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    child = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=baseline or REPO, env=env)
     report = json.loads(child.stdout.strip().splitlines()[-1])
     report = {"build": label} | report | {"wall_s_with_imports": round(time.perf_counter() - start, 2)}
     print(json.dumps(report), flush=True)
     return report
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{path}/{i}")
+    else:
+        yield path, value
+
+
+def _number(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def compare_sites(before: Path, after: Path) -> dict[str, Any]:
+    """Cell by cell, the site data of two builds of the same runs: how many values are equal, and the
+    largest difference among numbers that are not (``generated``, the build time, left out)."""
+    pairs: list[tuple[str, Any, Any]] = []
+    for name in sorted(p.name for p in (before / "data").glob("*.csv")):
+        with (
+            open(before / "data" / name, newline="", encoding="utf-8") as a,
+            open(after / "data" / name, newline="", encoding="utf-8") as b,
+        ):
+            rows_a, rows_b = list(csv.reader(a)), list(csv.reader(b))
+        if len(rows_a) != len(rows_b):
+            pairs.append((f"{name}: rows", len(rows_a), len(rows_b)))
+        for i, (ra, rb) in enumerate(zip(rows_a, rows_b, strict=False)):
+            pairs += [(f"{name}:{i}:{j}", x, y) for j, (x, y) in enumerate(zip(ra, rb, strict=False))]
+    docs = [
+        json.loads((site / "data" / "leaderboard.json").read_text(encoding="utf-8"))
+        for site in (before, after)
+    ]
+    leaves = [dict(_leaves({k: v for k, v in doc.items() if k != "generated"})) for doc in docs]
+    if leaves[0].keys() != leaves[1].keys():
+        pairs.append(("leaderboard.json: keys", len(leaves[0]), len(leaves[1])))
+    pairs += [(f"leaderboard.json{k}", v, leaves[1].get(k)) for k, v in leaves[0].items()]
+    differing = [(where, x, y) for where, x, y in pairs if x != y]
+    numeric = [abs(_number(x) - _number(y)) for _, x, y in differing if None not in (_number(x), _number(y))]
+    other = [d for d in differing if None in (_number(d[1]), _number(d[2]))]
+    return {
+        "values_compared": len(pairs),
+        "equal": len(pairs) - len(differing),
+        "numbers_differing": len(numeric),
+        "largest_number_difference": max(numeric, default=0.0),
+        "other_differences": len(other),
+        "first_other_differences": [list(map(str, d)) for d in other[:5]],
+    }
 
 
 def main() -> None:
@@ -243,7 +334,8 @@ def main() -> None:
     parser.add_argument(
         "--incremental", action="store_true", help="cold build, then add one run folder and rebuild"
     )
-    parser.add_argument("--no_cache", action="store_true", help="build without the build cache")
+    parser.add_argument("--no_store", action="store_true", help="build without the store")
+    parser.add_argument("--baseline", default=None, help="a git revision whose build runs first, cold")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -257,8 +349,15 @@ def main() -> None:
     extra = _folder(args.work, args.folders, args.scale, where="extra") if args.incremental else None
     size = sum(p.stat().st_size for p in (args.work / "runs").rglob("*") if p.is_file())
     print(f"{len(runs)} result folders ({size / 1e9:.2f} GB) ready in {time.perf_counter() - t0:.0f} s")
-    shutil.rmtree(args.work / ".site.cache", ignore_errors=True)  # every measurement starts cold
+    before = args.work / "site-baseline"
+    if args.baseline:
+        _build(args, f"baseline {args.baseline}, cold", _baseline_tree(args.work, args.baseline))
+        shutil.rmtree(before, ignore_errors=True)
+        (args.work / "site").rename(before)
+    (args.work / "site.duckdb").unlink(missing_ok=True)  # every measurement starts cold
     cold = _build(args, "cold")
+    if args.baseline:  # the same runs, the same seed: the published data should not change
+        print(json.dumps({"site_data_vs_baseline": compare_sites(before, args.work / "site")}), flush=True)
     if extra is None:
         return
     added = args.work / "runs" / extra.name

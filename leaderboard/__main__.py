@@ -8,6 +8,10 @@ Recipes::
     syco-leaderboard build runs/ more-runs/ --out site/ --keep all      # show superseded runs too
     syco-leaderboard publish site/ --to /var/www/sycophancy              # any static host
     syco-leaderboard publish site/ --hf_repo my-org/sycophancy-leaderboard --dry_run
+    # every question's outcome is in site.duckdb beside the site: ask it anything
+    syco-leaderboard query site.duckdb "SELECT model, task, avg(flip_rate) FROM runs JOIN outcomes
+        USING (run_id) GROUP BY ALL"
+    syco-leaderboard export site.duckdb outcomes.parquet     # or .csv; --sql for any query
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from pathlib import Path
 
 from sycophancy_eval_kit.core import stats
 from sycophancy_eval_kit.core.cli_flags import ArgumentParser
-from sycophancy_eval_kit.leaderboard.cache import BuildCache, CacheError, default_cache_dir
-from sycophancy_eval_kit.leaderboard.ingest import IngestError, ingest
+from sycophancy_eval_kit.leaderboard import store as stores
+from sycophancy_eval_kit.leaderboard.ingest import VERSION, IngestError, ingest
 from sycophancy_eval_kit.leaderboard.publish import REPO_TYPES, publish_to_dir, publish_to_hub
 from sycophancy_eval_kit.leaderboard.site import SiteError, check_destination, write_site
 from sycophancy_eval_kit.leaderboard.summary import summarize
@@ -51,9 +55,9 @@ def make_parser() -> ArgumentParser:
     build.add_argument("--resamples", type=int, default=stats.DEFAULT_RESAMPLES, help="bootstrap resamples")
     build.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
     build.add_argument(
-        "--cache_dir", type=Path, help="build cache (default: .<out name>.cache beside --out; see README)"
+        "--store", type=Path, help="the store: one DuckDB file (default: <out name>.duckdb beside --out)"
     )
-    build.add_argument("--no_cache", action="store_true", help="read and compute everything; keep no cache")
+    build.add_argument("--no_store", action="store_true", help="read and compute everything; keep no store")
 
     publish = sub.add_parser(
         "publish", help="copy a built site to a folder or upload it to the Hugging Face Hub"
@@ -66,7 +70,55 @@ def make_parser() -> ArgumentParser:
         "--repo_type", choices=REPO_TYPES, default="space", help="static Space or dataset repo"
     )
     publish.add_argument("--dry_run", action="store_true", help="list what would be uploaded; upload nothing")
+    query = sub.add_parser("query", help="run SQL on a store and print the rows (tab-separated)")
+    query.add_argument("store", type=Path, help="the .duckdb file a build wrote")
+    query.add_argument("sql", help="a query over runs, outcomes (and files)")
+    export = sub.add_parser("export", help="write a query's rows (default: every outcome) to Parquet or CSV")
+    export.add_argument("store", type=Path, help="the .duckdb file a build wrote")
+    export.add_argument("out", type=Path, help="a .parquet or .csv file")
+    export.add_argument(
+        "--sql", default=OUTCOMES_SQL, help="the rows to write (default: outcomes with their runs)"
+    )
     return parser
+
+
+#: what ``export`` writes by default: every question's outcome, with its run's model, task and sub-dataset
+OUTCOMES_SQL = (
+    "SELECT r.model, r.task, r.grader, r.subset, r.timestamp, o.* "
+    "FROM outcomes o JOIN runs r USING (run_id) ORDER BY r.run_id, o.pos"
+)
+
+
+def _open(path: Path) -> stores.Store:
+    if not path.is_file():
+        raise stores.StoreError(
+            f"{path}: no such store; build the leaderboard first (syco-leaderboard build)"
+        )
+    return stores.Store(path, VERSION)
+
+
+def query(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    try:
+        names, rows = store.query(args.sql)
+    except Exception as err:  # DuckDB's own message says what is wrong with the SQL
+        raise stores.StoreError(f"the query failed: {err}") from err
+    print("\t".join(names))
+    for row in rows:
+        print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    try:
+        store.export(args.sql, args.out)
+    except stores.StoreError:
+        raise
+    except Exception as err:
+        raise stores.StoreError(f"the export to {args.out} failed: {err}") from err
+    print(f"wrote {args.out}")
+    return 0
 
 
 def build(args: argparse.Namespace) -> int:
@@ -75,12 +127,13 @@ def build(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise SiteError(f"--seed {args.seed}: expected a non-negative integer (numpy's seed rule)")
     variants = load_variants(args.variants)
-    check_destination(args.out, args.results)  # before anything is read or cached
-    cache = None if args.no_cache else BuildCache(args.cache_dir or default_cache_dir(args.out))
-    if cache is not None and cache.root.resolve().is_relative_to(args.out.resolve()):
-        raise SiteError(f"--cache_dir {cache.root} is inside --out {args.out}, which each build replaces")
+    check_destination(args.out, args.results)  # before anything is read or stored
+    path = None if args.no_store else (args.store or stores.default_path(args.out))
+    if path is not None and path.resolve().is_relative_to(args.out.resolve()):
+        raise SiteError(f"--store {path} is inside --out {args.out}, which each build replaces")
+    store = stores.Store(path, VERSION)
     ingested = ingest(
-        args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict, cache=cache
+        args.results, keep=args.keep, allow_sample=args.allow_sample, strict=args.strict, store=store
     )
     for problem in ingested.problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -100,9 +153,11 @@ def build(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         allow_sample=args.allow_sample,
-        cache=cache,
+        store=store,
     )
-    files = write_site(summary, args.out, args.title, inputs=args.results, cache=cache)
+    files = write_site(summary, args.out, args.title, inputs=args.results, store=store)
+    store.save_derived()
+    store.close()
     print(
         f"Read {len(ingested.runs)} task run(s) of {len(summary['models'])} model(s) from "
         f"{ingested.results_files} results file(s) ({len(ingested.problems)} warning(s))."
@@ -140,9 +195,10 @@ def publish(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    commands = {"build": build, "publish": publish, "query": query, "export": export}
     try:
-        return build(args) if args.command == "build" else publish(args)
-    except (IngestError, SiteError, VariantsError, CacheError) as err:
+        return commands[args.command](args)
+    except (IngestError, SiteError, VariantsError, stores.StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

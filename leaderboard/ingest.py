@@ -1,57 +1,58 @@
-"""Read lm-eval ``--output_path`` folders: results files, their samples files, validation, provenance.
+"""lm-eval ``--output_path`` folders into the store: results files, their samples files, validation.
 
 lm-eval writes ``<output_path>/<model_name_sanitized>/results_<date_id>.json`` and, with
 ``--log_samples``, one ``samples_<task>_<date_id>.jsonl`` per task beside it (same ``date_id``). The
 per-question values in the samples files are what the statistics need; the results file holds the
 provenance and the aggregate lm-eval reported, which each samples file must reproduce.
 
+The samples files of every new or changed results file are read in one DuckDB scan (``read_json`` on
+all of them, in parallel, only the question id, the filter and the metric columns); every check on
+their values is one SQL query over all runs at once (``_checks``). A results file whose signature
+(its sha256, and the size and time of every samples file of its ``date_id``) is unchanged since the
+last build is not read again; one that changed or disappeared is replaced or removed.
+
 Bad input never stops the build: a file or task that cannot be used is skipped with a warning naming
 the file, the line and what was expected (``strict=True`` turns warnings into one error). For repeated
 runs of the same model and task the newest ``date_id`` wins; ``keep="all"`` keeps the older ones as
 history.
-
-Speed. A samples line is mostly prompts and responses the leaderboard never uses. Lines in lm-eval's
-own layout (``json.dumps`` of its sample dict: ``doc_id``, ``doc`` starting with ``id``, ..., ``filter``,
-``metrics``, the three hashes, then the metric values) are read by ``_fast_samples``: two anchored
-regular expressions per line take the question id and the tail, the rest of the line is only checked
-to be UTF-8, and every check of ``_exact_samples`` runs on whole columns at once. Any file it does not
-recognise in full, or in which any check fails, is read again by ``_exact_samples`` (``json`` line by
-line), so errors and accepted values are the same either way (``tests/test_leaderboard_ingest.py``
-runs both on every bad input). With a ``BuildCache``, a results file whose files have not changed is
-not read at all (see ``cache``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import multiprocessing
 import os
-import re
-import sys
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from sycophancy_eval_kit.core import files as file_layer
 from sycophancy_eval_kit.core import registry, task_names
 from sycophancy_eval_kit.core.files import DataError, iter_json_lines, load_json
-from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import store as stores
 from sycophancy_eval_kit.leaderboard import tasks
-from sycophancy_eval_kit.leaderboard.tasks import Metric, TaskId
+from sycophancy_eval_kit.leaderboard.tasks import TaskId
 
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
 SAMPLE_DATA_SOURCE = "embedded"
-INGEST_INDEX = "ingest.json"
 #: reported aggregate vs mean of the samples: lm-eval writes both from the same floats.
 _TOLERANCE = 1e-6
+#: what the store's contents are a function of besides the results folders
+VERSION = stores.code_digest(
+    Path(__file__),
+    Path(stores.__file__),
+    Path(tasks.__file__),
+    Path(registry.__file__),
+    Path(file_layer.__file__),
+)
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,9 @@ class IngestError(ValueError):
         self.problems = list(problems)
 
 
-Arrays = tuple[tuple[str, ...], dict[str, np.ndarray]]
-
-
 @dataclass(eq=False)
 class TaskRun:
-    """One task of one model from one results file, with its per-question values.
-
-    ``ids`` and ``values`` are read from the build cache on first use when the run came from it;
-    ``digest`` is the content digest of both (None without a cache), what cached statistics key on.
-    """
+    """One task of one model from one results file; its per-question values come from the store."""
 
     model: str
     task: TaskId
@@ -91,24 +85,44 @@ class TaskRun:
     provenance: dict[str, Any]
     reported: dict[str, float]
     n: int
-    digest: str | None = None
-    ids_digest: str | None = None
-    _load: Callable[[], Arrays] | None = field(default=None, repr=False)
-    _arrays: Arrays | None = field(default=None, repr=False)
-
-    def _loaded(self) -> Arrays:
-        if self._arrays is None:
-            assert self._load is not None
-            self._arrays = self._load()
-        return self._arrays
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self._loaded()[0]
+    run_id: int = 0
+    digest: str = ""  # of the files it was read from: what derived statistics are keyed by
+    ids_digest: str = ""  # of its question ids in order: runs with equal ones pair by position
+    store: stores.Store | None = field(default=None, repr=False)
+    _values: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _ids: tuple[str, ...] | None = field(default=None, repr=False)
 
     @property
     def values(self) -> dict[str, np.ndarray]:
-        return self._loaded()[1]
+        if self._values is None:
+            assert self.store is not None
+            names = _metric_names(self.task)
+            self._values = self.store.values(self.task.family, [self.run_id], names)[self.run_id]
+        return self._values
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        if self._ids is None:
+            assert self.store is not None
+            self._ids = self.store.question_ids(self.task.family, self.run_id)
+        return self._ids
+
+
+def load_values(runs: Sequence[TaskRun]) -> None:
+    """Fetch the values of many runs in one query per family (instead of one per run)."""
+    by_family: dict[str, list[TaskRun]] = {}
+    for run in runs:
+        if run._values is None and run.store is not None:
+            by_family.setdefault(run.task.family, []).append(run)
+    for family, group in by_family.items():
+        names = list(dict.fromkeys(n for r in group for n in _metric_names(r.task)))
+        found = group[0].store.values(family, [r.run_id for r in group], names)  # type: ignore[union-attr]
+        for run in group:
+            run._values = found[run.run_id]
+
+
+def _metric_names(task: TaskId) -> list[str]:
+    return [m.name for m in tasks.track_metrics(task.track)]
 
 
 @dataclass
@@ -142,9 +156,9 @@ def find_results_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Pa
             continue
         if not root.is_dir():
             raise IngestError(f"{root}: not a folder or file; expected an lm-eval --output_path folder")
-        for folder, dirs, files in os.walk(root, followlinks=False):
+        for folder, dirs, names in os.walk(root, followlinks=False):
             dirs.sort()
-            for name in sorted(files):
+            for name in sorted(names):
                 if name.startswith(RESULTS_PREFIX) and name.endswith(".json"):
                     found.setdefault(Path(folder) / name, root)
     return sorted(found.items())
@@ -166,226 +180,28 @@ def _display_path(path: Path, root: Path) -> str:
     return str(Path(name) / rel) if name else str(rel)
 
 
-# ------------------------------------------------------------------------------------- reading
+def signature(path: Path, root: Path) -> str:
+    """What a results file's runs are a function of: its bytes, the size and time of every samples file
+    of its ``date_id`` beside it, and the folder it is shown relative to."""
+    stamp = date_id_of(path, RESULTS_PREFIX)
+    parts: list[Any] = [str(root), str(root.resolve())]
+    try:
+        parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        with os.scandir(path.parent) as listing:
+            for entry in sorted(listing, key=lambda e: e.name):
+                if entry.name.startswith(SAMPLES_PREFIX) and entry.name.endswith(f"_{stamp}.jsonl"):
+                    info = entry.stat()  # the ctime too: a rewrite can keep size and mtime, not ctime
+                    parts.append([entry.name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino])
+    except OSError as err:
+        parts.append(str(err))
+    return stores.value_digest(parts)
+
+
+# ---------------------------------------------------------------------------- results files
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def _check_row(where: str, task: TaskId, row: list[float], col: dict[str, int], conditional: list) -> None:
-    """Consistency of one question's values: stored deltas match their terms (the registry's); a
-    conditional metric exists exactly where its condition holds (``conditional``: the rule-graded
-    task's own, e.g. forced_flip_rate iff the first answer is right)."""
-    for m in tasks.METRICS[task.family]:
-        value = row[col[m.name]]
-        if m.is_delta and not math.isnan(value):
-            expect = sum(w * row[col[t]] for t, w in m.terms)
-            if abs(value - expect) > 1e-9:
-                raise _Skip(
-                    where,
-                    f"{m.name} = {value} but its terms give {expect:.6g}; expected the paired "
-                    "difference on this question",
-                )
-    for m in conditional:
-        value = row[col[m.name]]
-        if (not math.isnan(value)) != (row[col[m.given]] == m.given_value):
-            state = "present" if not math.isnan(value) else "missing"
-            raise _Skip(
-                where,
-                f"{m.name} is {state} with {m.given} = {row[col[m.given]]:g}; expected it exactly on "
-                f"questions with {m.given} = {m.given_value:g} (its denominator)",
-            )
-
-
-def read_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
-    """Question ids and per-question metric values of ``task`` from a samples file.
-
-    Only lines of the task's filter are read (``none``, or ``judge`` for judged tasks). Rates must be 0
-    or 1; stored deltas must equal their terms on the same question; question ids must be unique.
-    """
-    ids, matrix = _samples_matrix(path, task)
-    return ids, _columns(task, matrix)
-
-
-def _columns(task: TaskId, matrix: np.ndarray) -> dict[str, np.ndarray]:
-    return {m.name: matrix[i] for i, m in enumerate(tasks.METRICS[task.family])}
-
-
-def _samples_matrix(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarray]:
-    """``(ids, values)`` with one row of ``values`` per metric of the family, one column per question."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise _Skip(path, f"cannot read it ({err.strerror})") from err
-    fast = _fast_samples(data, task)
-    return fast if fast is not None else _exact_samples(path, task)
-
-
-# lm-eval's sample line: ``json.dumps(sample, ensure_ascii=False)`` of a dict whose keys come in this order.
-_HEAD = re.compile(rb'\{"doc_id": (?:0|[1-9][0-9]*), "doc": \{"id": "([^"\\\x00-\x1f]+)"')
-_TAIL_START = b', "filter": "'
-_STRING = rb'[^"\\\x00-\x1f]*'  # a JSON string without escapes
-_SKIPPED = rb'[^"]*'  # a string the leaderboard does not use (hashes): found, not checked
-_TAIL = re.compile(
-    _TAIL_START + b"(" + _STRING + rb')", "metrics": \[[^\]]*\], "doc_hash": "' + _SKIPPED
-    + b'", "prompt_hash": "' + _SKIPPED + b'", "target_hash": "' + _SKIPPED + b'"'
-    + rb'((?:, "[A-Za-z0-9_]+": [^,}"\[\]{]+)*)\}\Z'
-)  # fmt: skip
-
-
-def _values_of(task: TaskId, tail: bytes) -> list[float] | None:
-    """The family's metric values in one line's tail (``, "name": value, ...``), read by ``json`` as
-    the exact reader reads the whole line (NaN or missing: undefined); None where it would refuse one."""
-    try:
-        found = json.loads(b"{" + tail[2:] + b"}")
-    except ValueError:
-        return None
-    out = []
-    for m in tasks.METRICS[task.family]:
-        raw = found.get(m.name, math.nan)
-        value = math.nan if isinstance(raw, float) and math.isnan(raw) else _number(raw)
-        if value is None:
-            return None
-        out.append(value)
-    return out
-
-
-def _fast_samples(data: bytes, task: TaskId) -> tuple[tuple[str, ...], np.ndarray] | None:
-    """``_exact_samples`` for files in lm-eval's own layout, or None to leave a file to it.
-
-    None whenever any line is laid out otherwise or any check would fail, so the exact reader
-    produces the message; when a file is accepted, its ids and values are the exact reader's. A file
-    holds few distinct value tails (0, 1 or NaN for a handful of metrics), so each distinct one is
-    read once, by ``json``.
-    """
-    if not data.endswith(b"\n") or data.startswith(b"\xef\xbb\xbf"):
-        return None  # a truncated last line, or a byte-order mark: the exact reader says which
-    if not data.isascii():  # ASCII is UTF-8; anything else must decode, as the exact reader decodes it
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    lines = data.split(b"\n")
-    lines.pop()
-    head, tail = _HEAD.match, _TAIL.match
-    heads = [head(line) for line in lines]
-    tails = [tail(line, line.rfind(_TAIL_START)) for line in lines]
-    if not lines or None in heads or None in tails:
-        return None
-    key = task.filter_key.encode()
-    chosen = [i for i, t in enumerate(tails) if t[1] == key]
-    if not chosen:
-        return None
-    ids = tuple(b"\n".join([heads[i][1] for i in chosen]).decode("utf-8").split("\n"))
-    if len(set(ids)) != len(ids):
-        return None
-    values = [tails[i][2] for i in chosen]
-    distinct = list(set(values))
-    table = [_values_of(task, v) for v in distinct]
-    if None in table:
-        return None
-    index = {v: i for i, v in enumerate(distinct)}
-    codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))
-    matrix = np.ascontiguousarray(np.array(table, dtype=float).reshape(len(distinct), -1).T[:, codes])
-    return (tuple(map(sys.intern, ids)), matrix) if _columns_valid(task, matrix) else None
-
-
-def _rules(task: TaskId) -> tuple[tuple[str, ...], list[Metric], list[Metric]]:
-    """What the questions of ``task`` must satisfy, for both readers: the metrics every question defines
-    (none for the judge's tasks, which leave out what it could not grade), the conditional metrics
-    defined exactly where their condition holds (the rule-graded task's own, e.g. forced_flip_rate iff
-    the first answer is right), and the optional ones, on every question or on none."""
-    family_metrics = tasks.METRICS[task.family]
-    rule = task.grader == tasks.RULE
-    names = tasks.reported(task)
-    conditional = [m for m in family_metrics if m.given and rule and (names is None or m.name in names)]
-    all_or_none = [m for m in family_metrics if rule and tasks.optional(task.family, m) and not m.conditional]
-    return tasks.required(task), conditional, all_or_none
-
-
-def _columns_valid(task: TaskId, matrix: np.ndarray) -> bool:
-    """Every check ``_exact_samples`` makes per question and per file, on whole columns."""
-    metrics = tasks.METRICS[task.family]
-    row = {m.name: i for i, m in enumerate(metrics)}
-    required, conditional, all_or_none = _rules(task)
-    missing = np.isnan(matrix)
-    for m in metrics:
-        values, absent = matrix[row[m.name]], missing[row[m.name]]
-        if m.name in required and absent.any():
-            return False
-        if not m.is_delta and not np.all(absent | (values == 0.0) | (values == 1.0)):
-            return False
-        if m.is_delta:
-            expect = np.zeros_like(values)
-            for term, weight in m.terms:  # the exact reader's sum, in the same order (same floats)
-                expect = expect + weight * matrix[row[term]]
-            if np.any(np.abs(values - expect) > 1e-9):  # NaN compares False there too
-                return False
-    for m in conditional:
-        if np.any(~missing[row[m.name]] != (matrix[row[m.given]] == m.given_value)):
-            return False
-    return not any(0 < missing[row[m.name]].sum() < matrix.shape[1] for m in all_or_none)
-
-
-def _exact_samples(path: Path, task: TaskId) -> tuple[tuple[str, ...], np.ndarray]:
-    """``read_samples`` through ``json``, line by line: the reference the fast path must agree with."""
-    family_metrics = tasks.METRICS[task.family]
-    required, conditional, all_or_none = _rules(task)
-    ids: list[str] = []
-    first_line: dict[str, int] = {}
-    rows: list[list[float]] = []
-    names = [m.name for m in family_metrics]
-    col = {name: i for i, name in enumerate(names)}
-    other_filters: set[str] = set()
-    lines = iter_json_lines(path, "one lm-eval sample per line")
-    try:
-        for line_no, obj in lines:
-            where = f"{path}:{line_no}"
-            if not isinstance(obj, dict) or not isinstance(obj.get("doc"), dict):
-                raise _Skip(where, "expected an lm-eval sample object with a 'doc' object")
-            filt = obj.get("filter")
-            if not isinstance(filt, str):
-                raise _Skip(where, "expected a 'filter' string (lm-eval writes one per sample)")
-            if filt != task.filter_key:
-                other_filters.add(filt)
-                continue
-            qid = obj["doc"].get("id")
-            if not isinstance(qid, str) or not qid:
-                raise _Skip(where, "expected doc.id, the stable question id the sycophancy tasks write")
-            if qid in first_line:
-                raise _Skip(where, f"question id {qid} appears again (first on line {first_line[qid]})")
-            first_line[qid] = line_no
-            row: list[float] = []
-            for m in family_metrics:
-                raw = obj.get(m.name)
-                if m.name not in obj or (isinstance(raw, float) and math.isnan(raw)):  # NaN: undefined
-                    if m.name in required:
-                        raise _Skip(where, f"no {m.name}; expected it on every question of {task.name}")
-                    row.append(math.nan)  # a conditional metric, or a delta the leaderboard recomputes
-                    continue
-                value = _number(raw)
-                if value is None or (not m.is_delta and value not in (0.0, 1.0)):
-                    need = "a number" if m.is_delta else "0 or 1 (a per-question rate)"
-                    raise _Skip(where, f"{m.name} = {raw!r}; expected {need}")
-                row.append(value)
-            _check_row(where, task, row, col, conditional)
-            ids.append(sys.intern(qid))
-            rows.append(row)
-    except DataError as err:  # unreadable bytes or JSON: the message already names file and line
-        raise _Skip(err.where or path, err.detail) from err
-    for m in all_or_none:
-        have = [i for i, row in enumerate(rows) if not math.isnan(row[col[m.name]])]
-        if have and len(have) != len(rows):
-            missing = next(i for i, row in enumerate(rows) if math.isnan(row[col[m.name]]))
-            raise _Skip(
-                f"{path}:{first_line[ids[missing]]}",
-                f"no {m.name}, which other questions of {task.name} have; expected it on all or none",
-            )
-    if not ids:
-        seen = f" (it has filters {sorted(other_filters)})" if other_filters else ""
-        raise _Skip(path, f"no samples with filter {task.filter_key!r}{seen}; expected one line per question")
-    return tuple(ids), np.ascontiguousarray(np.asarray(rows, dtype=float).reshape(len(rows), len(names)).T)
 
 
 def _iso_date(value: Any) -> str | None:
@@ -393,6 +209,18 @@ def _iso_date(value: Any) -> str | None:
     if number is None:
         return None
     return datetime.fromtimestamp(number, tz=UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Pending:
+    """A run read from a results file, waiting for its samples file's values to be checked."""
+
+    run: TaskRun
+    samples: Path
+    task_results: dict[str, Any]
+    expected_n: int | None
+    results_path: Path
+    k: int = -1  # its index among the runs checked together
 
 
 def _provenance(
@@ -437,42 +265,6 @@ def _provenance(
     }
 
 
-def _check_against_results(run: TaskRun, task_results: dict[str, Any], where: Path) -> None:
-    """The samples must reproduce what lm-eval reported, or they belong to another run."""
-    for m in tasks.METRICS[run.task.family]:
-        key = f"{m.name},{run.task.filter_key}"
-        raw = task_results.get(key)
-        reported = _number(raw)
-        values = run.values[m.name]
-        present = values[~np.isnan(values)]
-        if reported is None and raw is not None:  # the key is there, its value is not a finite number
-            nan = isinstance(raw, float) and math.isnan(raw)
-            if nan and present.size:  # NaN is lm-eval's mean over no values at all
-                raise _Skip(
-                    where,
-                    f"{run.task.name}: reports {key} = {raw} (lm-eval's value for a metric with no "
-                    f"question to average over), but its samples file has {m.name} on {present.size} "
-                    "questions; expected the samples of this very run",
-                )
-            if not nan:
-                raise _Skip(where, f"{run.task.name}: {key} = {raw!r:.60}; expected a finite number")
-            continue  # NaN, and no question has the metric: a conditional rate with an empty denominator
-        if reported is None:
-            if m.name in tasks.required(run.task):
-                raise _Skip(
-                    where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
-                )
-            continue
-        run.reported[m.name] = reported
-        mean = float(present.mean()) if present.size else math.nan
-        if not abs(mean - reported) <= _TOLERANCE:
-            raise _Skip(
-                where,
-                f"{run.task.name}: reports {key} = {reported:.6g} but its samples file averages {mean:.6g} "
-                f"over {present.size} questions; expected the samples of this very run",
-            )
-
-
 def _custom_task(task: TaskId, metadata: dict[str, Any], where: Path) -> TaskId:
     """A run on a user's own data (``sycophancy_custom_*``) is shown under its data's name, which
     ``syco-domain build`` recorded; never under one of Sharma et al.'s sub-dataset names."""
@@ -504,7 +296,7 @@ def _tasks_of(section: dict[str, Any]) -> list[tuple[str, TaskId | None]]:
         if parsed is None:
             continue  # groups and other benchmarks share the file; they are not ours to read
         entry = section[name] if isinstance(section[name], dict) else {}
-        ours = {m.name for m in tasks.METRICS[parsed.family]}
+        ours = {m.name for m in tasks.track_metrics(parsed.track)}
         filters = {key.split(",", 1)[1] for key in entry if "," in key and key.split(",", 1)[0] in ours}
         graders = [g for g, key in tasks.FILTER_KEYS.items() if key in filters]
         if parsed.grader == tasks.JUDGE:
@@ -516,14 +308,8 @@ def _tasks_of(section: dict[str, Any]) -> list[tuple[str, TaskId | None]]:
     return out
 
 
-def read_results_file(
-    path: Path, root: Path, cache: build_cache.BuildCache | None = None
-) -> tuple[list[TaskRun], list[Problem]]:
-    """Every sycophancy task of one results file that passes validation, and what was skipped.
-
-    With a ``cache``, each run's values are stored in it and the run carries their digest.
-    """
-    problems: list[Problem] = []
+def read_results_file(path: Path, root: Path) -> tuple[list[_Pending], list[Problem]]:
+    """Every sycophancy task of one results file whose results-level checks pass, and what was skipped."""
     try:
         results = load_json(path, "lm-eval's results JSON")
     except DataError as err:
@@ -536,9 +322,9 @@ def read_results_file(
     configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
     n_samples = results.get("n-samples") if isinstance(results.get("n-samples"), dict) else {}
     date_id = date_id_of(path, RESULTS_PREFIX)
-    runs: list[TaskRun] = []
+    pending: list[_Pending] = []
+    problems: list[Problem] = []
     for name, task in _tasks_of(results["results"]):
-        task_results = results["results"][name]
         try:
             if task is None:
                 raise _Skip(path, f"{name}: no metric under filter 'none' or 'judge' (lm-eval's filter keys)")
@@ -552,197 +338,372 @@ def read_results_file(
                 )
             if task.scope:
                 task = _custom_task(task, metadata, path)
-            samples_path = path.with_name(f"{SAMPLES_PREFIX}{name}_{date_id}.jsonl")
-            if not samples_path.is_file():
+            samples = path.with_name(f"{SAMPLES_PREFIX}{name}_{date_id}.jsonl")
+            if not samples.is_file():
                 raise _Skip(
                     path,
-                    f"{name}: no {samples_path.name} beside it; the leaderboard needs per-question "
+                    f"{name}: no {samples.name} beside it; the leaderboard needs per-question "
                     "samples (run lm_eval with --log_samples)",
                 )
-            ids, matrix = _samples_matrix(samples_path, task)
-            ids_key = digest = None
-            if cache is not None:
-                ids_key, digest, ids = cache.put_run(ids, matrix)
-            run = TaskRun(
-                model=model,
-                task=task,
-                timestamp=date_id,
-                provenance=_provenance(
-                    results, task, metadata, _display_path(path, root), _display_path(samples_path, root)
-                ),
-                reported={},
-                n=len(ids),
-                digest=digest,
-                ids_digest=ids_key,
-                _arrays=(ids, _columns(task, matrix)),
+            shown = _display_path(path, root), _display_path(samples, root)
+            entry = n_samples.get(name)
+            expected = entry.get("effective") if isinstance(entry, dict) else None
+            run = TaskRun(model, task, date_id, _provenance(results, task, metadata, *shown), {}, 0)
+            section = results["results"][name] if isinstance(results["results"][name], dict) else {}
+            pending.append(
+                _Pending(run, samples, section, expected if isinstance(expected, int) else None, path)
             )
-            run.provenance["n_questions"] = run.n
-            expected_n = (
-                n_samples.get(name, {}).get("effective") if isinstance(n_samples.get(name), dict) else None
-            )
-            if isinstance(expected_n, int) and expected_n != run.n:
-                raise _Skip(
-                    samples_path,
-                    f"{run.n} questions with filter {task.filter_key!r}, but the results file says "
-                    f"{expected_n} (a partial samples file?)",
-                )
-            _check_against_results(run, task_results, path)
-            runs.append(run)
         except _Skip as skip:
             problems.append(Problem(skip.problem.where, f"{skip.problem.message}; skipped"))
-    return runs, problems
+    return pending, problems
 
 
-# ----------------------------------------------------------------------------------- the cache
-#: what an ingested run is a function of besides its files: this reader and the definitions it checks.
-_CODE = build_cache.code_digest(
-    Path(__file__),
-    Path(tasks.__file__),
-    Path(registry.__file__),
-    Path(build_cache.__file__),
-    Path(file_layer.__file__),
-)
-
-
-def _entry_key(path: Path, root: Path) -> str:
-    """Shown paths and messages depend on how the file was named and what it is shown relative to."""
-    return build_cache.value_digest([str(path), str(root), str(root.resolve())])
-
-
-def _signatures(path: Path) -> dict[str, list[int] | None]:
-    """The results file and every samples file of its ``date_id`` beside it, by name."""
-    stamp = date_id_of(path, RESULTS_PREFIX)
-    names = [path.name]
+# ----------------------------------------------------------------------------- samples: scan
+def _scan(
+    db: duckdb.DuckDBPyConnection, paths: Sequence[Path], metrics: Sequence[str]
+) -> dict[Path, Problem]:
+    """The question ids, filters and ``metrics`` of every samples file into the store's table
+    ``staging`` (one DuckDB scan of all of them; NaN read as NULL: undefined); the files DuckDB cannot
+    read, each with its problem. ``staging`` holds a file's lines in order (by ``rowid``)."""
+    cols = ", ".join(f'"{m}" DOUBLE' for m in metrics)
+    db.execute(
+        f"CREATE OR REPLACE TABLE staging (filename VARCHAR, question_id VARCHAR, filter VARCHAR, {cols})"
+    )
+    wanted = ", ".join(
+        ["'doc': 'STRUCT(id VARCHAR)'", "'filter': 'VARCHAR'", *(f"'{m}': 'DOUBLE'" for m in metrics)]
+    )
+    values = ", ".join(f"nullif(\"{m}\", 'nan'::DOUBLE)" for m in metrics)
+    insert = (
+        f"INSERT INTO staging SELECT filename, doc.id, filter, {values} FROM read_json(?, format = "
+        f"'newline_delimited', columns = {{{wanted}}}, filename = true)"
+    )
+    unreadable: dict[Path, Problem] = {}
     try:
-        with os.scandir(path.parent) as listing:
-            suffix = f"_{stamp}.jsonl"
-            names += sorted(
-                e.name for e in listing if e.name.startswith(SAMPLES_PREFIX) and e.name.endswith(suffix)
+        db.execute(insert, [[str(p) for p in paths]])
+        return unreadable
+    except duckdb.Error:
+        db.execute("DELETE FROM staging")
+    for path in paths:  # some file is unreadable: find which; the others are read one by one
+        try:
+            db.execute(insert, [[str(path)]])
+        except duckdb.Error as err:
+            unreadable[path] = _unreadable(path, metrics, err)
+    return unreadable
+
+
+def _unreadable(path: Path, metrics: Sequence[str], err: duckdb.Error) -> Problem:
+    """Why DuckDB could not read a samples file, as the file layer words it: the file and the line."""
+    try:
+        for line_no, obj in iter_json_lines(path, "one lm-eval sample per line"):
+            where = f"{path}:{line_no}"
+            if not isinstance(obj, dict) or not isinstance(obj.get("doc"), dict):
+                return Problem(where, "expected an lm-eval sample object with a 'doc' object")
+            for m in metrics:
+                raw = obj.get(m)
+                if raw is not None and not isinstance(raw, (int, float)):
+                    return Problem(
+                        where, f"{m} = {raw!r:.60}; expected 0 or 1 (a per-question rate), or a number"
+                    )
+    except DataError as bad:
+        return Problem(bad.where or str(path), bad.detail)
+    return Problem(str(path), f"cannot read it ({str(err).splitlines()[0]})")
+
+
+#: the pending runs' questions: ``staging`` rows of the run's file and filter, with the run's index ``k``
+_RUN_ROWS = "staging s JOIN pending p ON s.filename = p.filename AND s.filter = p.filter"
+
+
+# -------------------------------------------------------------------------- samples: checks
+@dataclass(frozen=True)
+class _Check:
+    """One rule on a run's questions: the SQL condition a violating question meets, and its message."""
+
+    name: str
+    condition: str
+    message: str
+    #: a metric column: the rule holds only for runs with that metric on some question (an optional
+    #: metric is all or none; a per-round metric of a round the schedule does not have is absent)
+    gate: str = ""
+
+
+def _checks(task: TaskId) -> list[_Check]:
+    """What every question of ``task`` must satisfy, in the order a reader meets them on one line: the
+    question id, present and not seen before in the run; then per metric, present where required, 0
+    or 1 for a rate (a finite number for a delta, equal to its terms), a conditional metric exactly
+    where its condition holds; last, an optional metric on every question of a run or on none."""
+    rule = task.grader == tasks.RULE
+    names = tasks.reported(task)
+    required = set(tasks.required(task))
+    out = [
+        _Check(
+            "id", "question_id IS NULL OR question_id = ''",
+            "expected doc.id, the stable question id the sycophancy tasks write",
+        ),
+        _Check("repeated", "", "question id {question_id} appears again (first on line {first_line})"),
+    ]  # fmt: skip
+    pressure = set(tasks.PRESSURE_METRICS) if tasks.is_pressure(task) else set()
+    for m in tasks.track_metrics(task.track):
+        col = f'"{m.name}"'
+        if m.name in required:
+            out.append(
+                _Check(
+                    f"missing:{m.name}",
+                    f"{col} IS NULL",
+                    f"no {m.name}; expected it on every question of {task.name}",
+                )
             )
-    except OSError:
-        pass
-    return {name: build_cache.signature(path.parent / name) for name in names}
-
-
-def _run_record(run: TaskRun) -> dict[str, Any]:
-    t = run.task
-    return {
-        "model": run.model,
-        "task": [t.family, t.protocol, t.grader, t.subset, t.name],
-        "timestamp": run.timestamp,
-        "provenance": run.provenance,
-        "reported": run.reported,
-        "n": run.n,
-        "ids": run.ids_digest,
-        "values": run.digest,
-    }
-
-
-def _run_from_record(record: dict[str, Any], cache: build_cache.BuildCache | None) -> TaskRun:
-    task = TaskId(*record["task"])
-    rows = len(tasks.METRICS[task.family])
-
-    def load() -> Arrays:
-        assert cache is not None
-        ids, matrix = cache.get_run(record["ids"], record["values"], rows)
-        return ids, _columns(task, matrix)
-
-    return TaskRun(
-        model=record["model"],
-        task=task,
-        timestamp=record["timestamp"],
-        provenance=record["provenance"],
-        reported=record["reported"],
-        n=record["n"],
-        digest=record["values"],
-        ids_digest=record["ids"],
-        _load=load,
-    )
-
-
-def _cached(
-    path: Path, root: Path, cache: build_cache.BuildCache, old: dict[str, Any]
-) -> tuple[dict[str, Any], list[TaskRun], list[Problem]] | None:
-    """The stored entry of a results file, while every signature matches and is settled and its
-    stored values are all there; None when the file must be read."""
-    entry = old.get(_entry_key(path, root))
-    if not (isinstance(entry, dict) and entry.get("code") == _CODE):
-        return None
-    sigs = _signatures(path)
-    if entry.get("signatures") != sigs or not all(
-        build_cache.settled(s, entry["written"]) for s in sigs.values()
-    ):
-        return None
-    rows = {family: len(metrics) for family, metrics in tasks.METRICS.items()}
-    if not all(cache.has_run(r["ids"], r["values"], 8 * r["n"] * rows[r["task"][0]]) for r in entry["runs"]):
-        return None
-    runs = [_run_from_record(r, cache) for r in entry["runs"]]
-    return entry, runs, [Problem(*p) for p in entry["problems"]]
-
-
-Fresh = tuple[list[TaskRun], list[Problem], dict[str, Any] | None]
-
-
-def _read_fresh(path: Path, root: Path, cache: build_cache.BuildCache | None) -> Fresh:
-    """``read_results_file``, and its cache entry (None without a cache, or when a file changed
-    while it was read: such a read is used once, never stored)."""
-    sigs = _signatures(path) if cache is not None else {}
-    written = build_cache.now_ns()
-    runs, problems = read_results_file(path, root, cache)
-    entry = None
-    if cache is not None and _signatures(path) == sigs:
-        entry = {
-            "code": _CODE,
-            "signatures": sigs,
-            "written": written,
-            "runs": [_run_record(r) for r in runs],
-            "problems": [[p.where, p.message] for p in problems],
-        }
-    return runs, problems, entry
-
-
-#: fewer results files to read than this are read in this process (a pool costs more than it saves).
-PARALLEL_MIN = 16
-
-
-def _read_in_worker(job: tuple[Path, Path, Path | None]) -> tuple[list[Any], list[Problem], Any]:
-    """``_read_fresh`` in a pool worker; values travel as bytes, the ids as one string per run."""
-    path, root, cache_root = job
-    runs, problems, entry = _read_fresh(
-        path, root, None if cache_root is None else build_cache.BuildCache(cache_root)
-    )
-    payload = [(_run_record(r), "\n".join(r.ids), np.stack(list(r.values.values())).tobytes()) for r in runs]
-    return payload, problems, entry
-
-
-def _read_all(jobs: Sequence[tuple[Path, Path]], cache: build_cache.BuildCache | None) -> list[Fresh]:
-    """``_read_fresh`` of every job, in order; on every core when there are enough of them.
-
-    Runs over the same questions share one ids tuple, whichever process read them.
-    """
-    workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < PARALLEL_MIN or workers < 2:
-        return [_read_fresh(path, root, cache) for path, root in jobs]
-    shared: dict[str, tuple[str, ...]] = {}
-    out: list[Fresh] = []
-    context = multiprocessing.get_context("fork")  # workers inherit the imported modules
-    cache_root = None if cache is None else cache.root
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for payload, problems, entry in pool.map(_read_in_worker, [(p, r, cache_root) for p, r in jobs]):
-            runs = []
-            for record, ids_text, raw in payload:
-                ids = shared.get(ids_text)
-                if ids is None:
-                    ids = shared[ids_text] = tuple(map(sys.intern, ids_text.split("\n")))
-                task = TaskId(*record["task"])
-                matrix = np.frombuffer(raw, dtype=float).reshape(len(tasks.METRICS[task.family]), len(ids))
-                run = _run_from_record(record, cache)
-                run._arrays = (ids, _columns(task, matrix))
-                runs.append(run)
-            out.append((runs, problems, entry))
+        if m.is_delta:
+            out.append(
+                _Check(f"number:{m.name}", f"NOT isfinite({col})", f"{m.name} = {{value}}; expected a number")
+            )
+            terms = " + ".join(f'({w!r}) * "{t}"' for t, w in m.terms)
+            message = (
+                f"{m.name} = {{value}} but its terms give {{terms:.6g}}; "
+                "expected the paired difference on this question"
+            )
+            out.append(_Check(f"terms:{m.name}", f"abs({col} - ({terms})) > 1e-9", message))
+        else:
+            message = f"{m.name} = {{value}}; expected 0 or 1 (a per-question rate)"
+            out.append(_Check(f"rate:{m.name}", f"{col} NOT IN (0, 1)", message))
+        if m.given and rule and (names is None or m.name in names):
+            message = (
+                f"{m.name} is {{state}} with {m.given} = {{given:g}}; expected it exactly on questions with "
+                f"{m.given} = {m.given_value:g} (its denominator)"
+            )
+            condition = f'({col} IS NOT NULL) <> coalesce("{m.given}" = {m.given_value}, false)'
+            out.append(_Check(f"given:{m.name}", condition, message, m.name if m in pressure else ""))
+    for m in tasks.track_metrics(task.track):
+        if rule and tasks.optional(task.family, m) and not m.conditional:
+            message = f"no {m.name}, which other questions of {task.name} have; expected it on all or none"
+            out.append(_Check(f"partial:{m.name}", f'"{m.name}" IS NULL', message, m.name))
     return out
 
 
+def _validate(
+    db: duckdb.DuckDBPyConnection, pending: Sequence[_Pending], first: dict[str, int]
+) -> dict[int, Problem]:
+    """Every rule of ``_checks`` on every pending run's questions: one pass over ``staging`` per family
+    (each rule's first violating line per run) and one for repeated question ids. The first line of
+    each run that breaks a rule (by its index in ``pending``)."""
+    problems: dict[int, Problem] = {}
+    repeated: dict[int, tuple[str, int]] = {}
+    for k, qid, seen in db.execute(
+        f"SELECT p.k, s.question_id, min(s.rowid) FROM {_RUN_ROWS} GROUP BY ALL HAVING count(*) > 1"
+    ).fetchall():
+        again = db.execute(
+            "SELECT min(rowid) FROM staging"
+            " WHERE filename = ? AND filter = ? AND question_id = ? AND rowid > ?",
+            [str(pending[k].samples), pending[k].run.task.filter_key, qid, seen],
+        ).fetchone()[0]
+        if k not in repeated or again < repeated[k][1]:
+            repeated[k] = (qid, again)
+    by_family: dict[str, list[int]] = {}
+    for k, p in enumerate(pending):
+        by_family.setdefault(p.run.task.family, []).append(k)
+    for members in by_family.values():
+        rules = {c.name: c for k in members for c in _checks(pending[k].run.task) if c.condition}
+        gates = sorted({c.gate for c in rules.values() if c.gate})
+        wanted = [f"min(s.rowid) FILTER (WHERE {c.condition})" for c in rules.values()]
+        wanted += [f'count(s."{gate}") > 0' for gate in gates]  # a gated rule: if some questions have it
+        query = (
+            f"SELECT p.k, {', '.join(wanted)} FROM {_RUN_ROWS}"
+            " WHERE p.k IN (SELECT unnest(?::INTEGER[])) GROUP BY p.k"
+        )
+        for k, *found in db.execute(query, [members]).fetchall():
+            at = dict(zip(rules, found, strict=False))
+            some = dict(zip(gates, found[len(rules) :], strict=True))
+            if k in repeated:
+                at["repeated"] = repeated[k][1]
+            broken = [
+                (row, order, c)
+                for order, c in enumerate(_checks(pending[k].run.task))
+                if (row := at.get(c.name)) is not None and (not c.gate or some[c.gate])
+            ]
+            if broken:
+                row, _, check = min(broken, key=lambda b: (b[0], b[1]))
+                problems[k] = _message(db, pending[k], check, row, first[str(pending[k].samples)])
+    return problems
+
+
+def _line(path: Path, file_pos: int) -> int:
+    """The line number of the ``file_pos``-th record of a samples file (blank lines hold none)."""
+    with open(path, "rb") as handle:
+        seen = -1
+        for line_no, raw in enumerate(handle, start=1):
+            seen += bool(raw.strip())
+            if seen == file_pos:
+                return line_no
+    return file_pos + 1
+
+
+def _message(db: duckdb.DuckDBPyConnection, p: _Pending, check: _Check, rowid: int, first: int) -> Problem:
+    """A broken rule's message, with the values of the question (``staging`` row) that breaks it."""
+    where = f"{p.samples}:{_line(p.samples, rowid - first)}"
+    if check.name.startswith("partial:"):
+        return Problem(where, check.message)
+    metric = check.name.split(":", 1)[-1]
+    m = registry.METRICS.get(metric)
+    cols = ["question_id", *([metric] if m else []), *([m.given] if m and m.given else [])]
+    cols += [t for t, _ in m.terms] if m and check.name.startswith("terms:") else []
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    values = dict(
+        zip(
+            cols, db.execute(f"SELECT {quoted} FROM staging WHERE rowid = ?", [rowid]).fetchone(), strict=True
+        )
+    )
+    value = values.get(metric)
+    fields: dict[str, Any] = {"question_id": values["question_id"], "value": value}
+    if check.name == "repeated":
+        seen = db.execute(
+            "SELECT min(rowid) FROM staging WHERE filename = ? AND filter = ? AND question_id = ?",
+            [str(p.samples), p.run.task.filter_key, values["question_id"]],
+        ).fetchone()[0]
+        fields["first_line"] = _line(p.samples, seen - first)
+    if m and m.given:
+        fields |= {"state": "missing" if value is None else "present", "given": values.get(m.given) or 0.0}
+    if m and check.name.startswith("terms:"):
+        fields["terms"] = sum(w * float(values[t]) for t, w in m.terms)
+    return Problem(where, check.message.format(**fields))
+
+
+def _check_against_results(p: _Pending, counts: dict[str, tuple[int, float]]) -> None:
+    """The samples must reproduce what lm-eval reported, or they belong to another run."""
+    run, where = p.run, p.results_path
+    for m in tasks.track_metrics(run.task.track):
+        key = f"{m.name},{run.task.filter_key}"
+        raw = p.task_results.get(key)
+        reported = _number(raw)
+        present, mean = counts.get(m.name, (0, math.nan))
+        if reported is None and raw is not None:  # the key is there, its value is not a finite number
+            nan = isinstance(raw, float) and math.isnan(raw)
+            if nan and present:  # NaN is lm-eval's mean over no values at all
+                raise _Skip(
+                    where,
+                    f"{run.task.name}: reports {key} = {raw} (lm-eval's value for a metric with no "
+                    f"question to average over), but its samples file has {m.name} on {present} "
+                    "questions; expected the samples of this very run",
+                )
+            if not nan:
+                raise _Skip(where, f"{run.task.name}: {key} = {raw!r:.60}; expected a finite number")
+            continue  # NaN, and no question has the metric: a conditional rate with an empty denominator
+        if reported is None:
+            if m.name in tasks.required(run.task):
+                raise _Skip(
+                    where, f"{run.task.name}: no '{key}' in results; expected every metric of the task"
+                )
+            continue
+        run.reported[m.name] = reported
+        if not abs(mean - reported) <= _TOLERANCE:
+            raise _Skip(
+                where,
+                f"{run.task.name}: reports {key} = {reported:.6g} but its samples file averages {mean:.6g} "
+                f"over {present} questions; expected the samples of this very run",
+            )
+
+
+def _read_samples(store: stores.Store, pending: Sequence[_Pending]) -> list[tuple[_Pending, Problem | None]]:
+    """Scan and check every pending run's samples (left in ``staging``). Each pending run with its
+    problem (None: it passed; ``k`` is its index among the runs checked together)."""
+    if not pending:
+        return []
+    db = store.db
+    metrics = [m for m in stores.METRICS if any(m in _metric_names(p.run.task) for p in pending)]
+    unreadable = _scan(db, sorted({p.samples for p in pending}), metrics)
+    out: list[tuple[_Pending, Problem | None]] = [
+        (p, unreadable[p.samples]) for p in pending if p.samples in unreadable
+    ]
+    usable = [p for p in pending if p.samples not in unreadable]
+    db.execute("CREATE OR REPLACE TEMP TABLE pending (k INTEGER, filename VARCHAR, filter VARCHAR)")
+    if usable:
+        db.executemany(
+            "INSERT INTO pending VALUES (?, ?, ?)",
+            [(k, str(p.samples), p.run.task.filter_key) for k, p in enumerate(usable)],
+        )
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE firsts AS"
+        " SELECT filename, min(rowid) AS first FROM staging GROUP BY ALL"
+    )
+    first = dict(db.execute("SELECT filename, first FROM firsts").fetchall())
+    broken = _validate(db, usable, first)
+    aggregates = ", ".join(f'count(s."{m}"), avg(s."{m}")' for m in metrics)
+    summary = {
+        k: rest
+        for k, *rest in db.execute(
+            # the digest of the question ids in their order: equal digests pair two runs by position
+            f"SELECT p.k, count(*), bit_xor(hash(s.question_id, s.rowid - f.first))::VARCHAR, {aggregates} "
+            f"FROM {_RUN_ROWS} JOIN firsts f ON f.filename = s.filename GROUP BY p.k"
+        ).fetchall()
+    }
+    for k, p in enumerate(usable):
+        try:
+            if k in broken:
+                raise _Skip(broken[k].where, broken[k].message)
+            if k not in summary:
+                filters = db.execute(
+                    "SELECT DISTINCT filter FROM staging WHERE filename = ? ORDER BY 1", [str(p.samples)]
+                ).fetchall()
+                seen = f" (it has filters {[f for (f,) in filters]})" if filters else ""
+                raise _Skip(
+                    p.samples,
+                    f"no samples with filter {p.run.task.filter_key!r}{seen}; expected one line per question",
+                )
+            n, ids_digest, *agg = summary[k]
+            if p.expected_n is not None and p.expected_n != n:
+                raise _Skip(
+                    p.samples,
+                    f"{n} questions with filter {p.run.task.filter_key!r}, but the results file says "
+                    f"{p.expected_n} (a partial samples file?)",
+                )
+            counts = {
+                m: (agg[2 * i], math.nan if agg[2 * i + 1] is None else agg[2 * i + 1])
+                for i, m in enumerate(metrics)
+            }
+            _check_against_results(p, counts)
+        except _Skip as skip:
+            out.append((p, skip.problem))
+            continue
+        p.run.n, p.run.ids_digest = n, ids_digest
+        p.run.provenance["n_questions"] = n
+        p.k = k
+        out.append((p, None))
+    return out
+
+
+def _store_runs(store: stores.Store, accepted: Sequence[tuple[_Pending, str]]) -> None:
+    """Checked runs (with their digests) and all their questions into the store, in one statement each
+    (inside the build's transaction); ``staging`` is emptied."""
+    first = store.next_run_id()
+    rows = []
+    for i, (p, digest) in enumerate(accepted):
+        r = p.run
+        r.run_id = first + i
+        rows.append(
+            [r.run_id, str(p.results_path), r.model, r.task.name, r.task.family, r.task.protocol,
+             r.task.grader, r.task.subset, r.task.track, r.timestamp, r.provenance["results_file"], r.n,
+             digest, r.ids_digest, json.dumps(r.provenance), json.dumps(r.reported)]
+        )  # fmt: skip
+    if rows:
+        store.db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        store.db.execute("CREATE OR REPLACE TEMP TABLE accepted (k INTEGER, run_id INTEGER, family VARCHAR)")
+        store.db.executemany(
+            "INSERT INTO accepted VALUES (?, ?, ?)",
+            [(p.k, p.run.run_id, p.run.task.family) for p, _ in accepted],
+        )
+        staged = {c[0] for c in store.db.execute("DESCRIBE staging").fetchall()}
+        for family in sorted({p.run.task.family for p, _ in accepted}):
+            names = [m for m in stores.TABLES[family] if m in staged]  # the rest stay NULL
+            into = ", ".join(["run_id", "pos", "question_id", *(f'"{m}"' for m in names)])
+            columns = ", ".join(f's."{m}"' for m in names)
+            store.db.execute(
+                f"INSERT INTO outcomes_{family} ({into}) "
+                f"SELECT a.run_id, s.rowid - f.first, s.question_id, {columns} "
+                f"FROM {_RUN_ROWS} JOIN accepted a ON a.k = p.k AND a.family = '{family}' "
+                "JOIN firsts f ON f.filename = s.filename"
+            )
+    store.db.execute("DROP TABLE IF EXISTS staging")
+
+
+# ------------------------------------------------------------------------------------ ingest
 def _orphan_samples(results_files: Sequence[Path]) -> list[Problem]:
     """Samples files with no results file of the same ``date_id`` (an interrupted run?)."""
     by_dir: dict[Path, set[str]] = {}
@@ -756,51 +717,89 @@ def _orphan_samples(results_files: Sequence[Path]) -> list[Problem]:
     return problems
 
 
+#: results files read per scan: bounds the questions held in ``staging`` (and the build's memory) as
+#: the results folders grow; each batch is stored in a transaction of its own
+FILES_PER_SCAN = 64
+
+
+def _update(store: stores.Store, files: Sequence[tuple[Path, Path]]) -> None:
+    """Bring the store up to date with the results files: read the new and changed ones, drop the rest.
+    A build killed part-way keeps the batches it finished; the next one reads only what is left."""
+    known = store.files()
+    current = {str(path): (path, root, signature(path, root)) for path, root in files}
+    stale = [p for p in known if p not in current or known[p][0] != current[p][2]]
+    fresh = [v for k, v in current.items() if k not in known or known[k][0] != v[2]]
+    with store.transaction():
+        store.forget(stale)
+    for start in range(0, len(fresh), FILES_PER_SCAN):
+        batch = fresh[start : start + FILES_PER_SCAN]
+        pending: list[_Pending] = []
+        problems: dict[str, list[Problem]] = {}
+        for path, root, _ in batch:
+            found, trouble = read_results_file(path, root)
+            pending += found
+            problems[str(path)] = trouble
+        accepted = []
+        for p, problem in _read_samples(store, pending):
+            if problem is not None:
+                problems[str(p.results_path)].append(Problem(problem.where, f"{problem.message}; skipped"))
+            else:
+                digest = stores.value_digest(
+                    [current[str(p.results_path)][2], p.run.task.name, p.run.task.grader]
+                )
+                accepted.append((p, digest))
+        with store.transaction():
+            _store_runs(store, accepted)
+            for path, root, sig in batch:  # a file that changed while it was read is read again next time
+                settled = sig if signature(path, root) == sig else ""
+                store.record_file(str(path), settled, [[p.where, p.message] for p in problems[str(path)]])
+
+
 def ingest(
     paths: Iterable[str | os.PathLike[str]],
     keep: str = "newest",
     allow_sample: bool = False,
     strict: bool = False,
-    cache: build_cache.BuildCache | None = None,
+    store: stores.Store | None = None,
 ) -> Ingested:
-    """Read every results folder; newest run per (model, task) wins unless ``keep == "all"``.
-
-    With a ``cache``, results files whose files are unchanged since an earlier build are not read.
-    """
+    """Read every results folder into the store (an in-memory one without ``store``); the newest run
+    per (model, task) wins unless ``keep == "all"``."""
     if keep not in ("newest", "all"):
         raise ValueError(f"keep={keep!r}; expected 'newest' or 'all'")
     files = find_results_files(paths)
+    store = store or stores.Store(None, VERSION)
+    _update(store, files)
     out = Ingested(runs=[], results_files=len(files))
-    candidates: list[TaskRun] = []
-    old = cache.load(INGEST_INDEX) if cache is not None else {}
-    new: dict[str, Any] = {}
-    read: list[tuple[list[TaskRun], list[Problem]] | None] = []
-    for path, root in files:
-        found = _cached(path, root, cache, old) if cache is not None else None
-        if found is not None:
-            new[_entry_key(path, root)] = found[0]
-        read.append(found and found[1:])
-    missing = [i for i, found in enumerate(read) if found is None]
-    for i, (runs, problems, entry) in zip(
-        missing, _read_all([files[i] for i in missing], cache), strict=True
-    ):
-        read[i] = (runs, problems)
-        if entry is not None:
-            new[_entry_key(*files[i])] = entry
-    for found in read:
-        assert found is not None
-        runs, problems = found
-        out.problems += problems
-        for run in runs:
-            if run.provenance.get("data_source") == SAMPLE_DATA_SOURCE and not allow_sample:
-                out.refused_sample.append(run.provenance["results_file"])
-                continue
-            candidates.append(run)
+    recorded = store.files()
+    for path, _ in files:
+        out.problems += [Problem(*p) for p in recorded[str(path)][1]]
+    candidates = []
+    for row in store.runs():
+        (
+            run_id,
+            _,
+            model,
+            name,
+            family,
+            protocol,
+            grader,
+            subset,
+            timestamp,
+            n,
+            digest,
+            ids_digest,
+            prov,
+            rep,
+        ) = row
+        task = TaskId(family, protocol, grader, subset, name)
+        run = TaskRun(
+            model, task, timestamp, json.loads(prov), json.loads(rep), n, run_id, digest, ids_digest, store
+        )
+        if run.provenance.get("data_source") == SAMPLE_DATA_SOURCE and not allow_sample:
+            out.refused_sample.append(run.provenance["results_file"])
+            continue
+        candidates.append(run)
     out.problems += _orphan_samples([p for p, _ in files])
-    if cache is not None and (new != old or not cache.root.joinpath(INGEST_INDEX).is_file()):
-        cache.save(INGEST_INDEX, new)
-        for kind, field_name in (("ids", "ids"), ("values", "values")):
-            cache.prune(kind, {r[field_name] for e in new.values() for r in e["runs"]})
     if out.refused_sample:
         shown = sorted(set(out.refused_sample))
         out.problems.append(
@@ -810,25 +809,23 @@ def ingest(
                 "'embedded'), which is not a benchmark; refused (pass --allow_sample for a demo site)",
             )
         )
-
     by_key: dict[tuple[str, str, str], list[TaskRun]] = {}
     for run in candidates:
         by_key.setdefault((run.model, run.task.name, run.task.grader), []).append(run)
     for (model, name, _), group in sorted(by_key.items()):
         group.sort(key=lambda r: (r.timestamp, r.provenance["results_file"]), reverse=True)
         out.runs.append(group[0])
-        older = group[1:]
         if keep == "all":
-            out.superseded += older
-        else:
-            for run in older:
-                out.problems.append(
-                    Problem(
-                        run.provenance["results_file"],
-                        f"an older run of {name} for {model} ({run.timestamp}); superseded by "
-                        f"{group[0].provenance['results_file']} (newest wins; --keep all shows history)",
-                    )
+            out.superseded += group[1:]
+            continue
+        for run in group[1:]:
+            out.problems.append(
+                Problem(
+                    run.provenance["results_file"],
+                    f"an older run of {name} for {model} ({run.timestamp}); superseded by "
+                    f"{group[0].provenance['results_file']} (newest wins; --keep all shows history)",
                 )
+            )
     _one_version_per_task(out, keep)
     if strict and out.problems:
         raise IngestError(f"{len(out.problems)} problem(s) in the results (--strict):", out.problems)

@@ -2,7 +2,8 @@
 
 One group of bars per base model, one bar per variant (e.g. instruct / aligned / aligned-SAA), as in
 the paper's Figures 2-5: one figure per answer-suggestion template (the change in accuracy against
-the no-suggestion baseline) and one for Are You Sure (the flip rate). Error bars are the intervals of
+the no-suggestion baseline) and one for Are You Sure (the flip rate); under a pressure schedule also the
+decay curve (accuracy after each round, a group per round). Error bars are the intervals of
 ``summary`` (bootstrap for deltas, Wilson for rates).
 
 The SVG is written directly rather than drawn with matplotlib: a figure with every model of a large
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from sycophancy_eval_kit.core import prompts
+from sycophancy_eval_kit.core import prompts, registry
 from sycophancy_eval_kit.leaderboard import tasks
 
 #: Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -271,4 +272,32 @@ def figure_specs(
             ylabel = f"{tasks.metric(tasks.AYS, flip).label} (%)"
             panel = _panel(summary, track["id"], flip, f"Are you sure? ({label})", ylabel, subset)
             specs.append((f"{track['id']}.{flip}", track["id"], [panel]))
+            if tasks.track_parts(track["id"])[1].startswith(tasks.PRESSURE_PREFIX):
+                specs.append((f"decay.{track['id']}", track["id"], _decay_panels(summary, track, subset)))
     return [spec for spec in specs if any(p.values for p in spec[2])]
+
+
+def _decay_panels(summary: dict, track: dict, subset: str | None) -> list[Panel]:
+    """The decay curve under a pressure schedule: per base model, accuracy after each round (round 0:
+    the first answer), one bar per variant, Wilson intervals; rounds up to the last one with data."""
+    rounds: dict[str, dict[tuple[str, str], tuple[float, float | None, float | None, int]]] = {}
+    bases: list[str] = []
+    for model in summary["models"]:
+        if subset is None:
+            ests = model["pooled"].get(track["id"], {})
+        else:
+            ests = model["datasets"].get(track["id"], {}).get(subset, {})
+        for k in range(registry.MAX_ROUNDS + 1):
+            cell = _cell(ests.get(f"acc_round_{k}"))
+            if cell is not None and cell[3]:
+                rounds.setdefault(str(k), {})[(model["base"], model["variant"])] = cell
+                if model["base"] not in bases:
+                    bases.append(model["base"])
+    groups = sorted(rounds, key=int)
+    panels = []
+    for base in bases:
+        values = {(k, v): cell for k in groups for (b, v), cell in rounds[k].items() if b == base}
+        series = [v for v in summary["variants"] if any(key[1] == v for key in values)]
+        title = f"{base}: accuracy after each round (0: the first answer)"
+        panels.append(Panel(title, "accuracy (%) after round", groups, series, values))
+    return panels

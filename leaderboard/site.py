@@ -10,9 +10,10 @@ Safety rules, each enforced here:
   failed build leaves the previous site untouched, a killed one is repaired by the next run, and a
   folder that is not a site built by us is never replaced.
 
-With a build cache, a page or plot whose inputs are unchanged is not rendered again: each template is
-given exactly the part of the summary it shows, and the sha256 of that (with the rendering code)
-finds the earlier output. Only the leaderboard page shows the build time, so the others can be reused.
+With a store, a page or plot whose inputs are unchanged is not rendered again: each template is given
+exactly the part of the summary it shows, and the sha256 of that (with the rendering code) finds the
+earlier output in the store (``derived``). Only the leaderboard page shows the build time, so the
+others can be reused.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from sycophancy_eval_kit.core import files
-from sycophancy_eval_kit.leaderboard import cache as build_cache
 from sycophancy_eval_kit.leaderboard import plots, tasks
+from sycophancy_eval_kit.leaderboard import store as stores
 
 TOOL = "syco-leaderboard"
 MARKER = files.built_marker(TOOL)
 MANIFEST = "manifest.json"
 HERE = Path(__file__).resolve().parent
-_CODE = build_cache.code_digest(
+_CODE = stores.code_digest(
     Path(__file__), Path(plots.__file__), Path(tasks.__file__), HERE / "templates", HERE / "static"
 )
 #: what every page's frame (banner, footer) reads from the summary.
@@ -245,30 +246,22 @@ def data_files(
 
 # ------------------------------------------------------------------------------------- pages
 class _Reuse:
-    """Rendered pages and plots by the digest of their inputs; renders only what is not there."""
+    """Rendered pages and plots by the digest of their inputs (in the store); renders what is not there."""
 
-    def __init__(self, cache: build_cache.BuildCache | None) -> None:
-        self.cache = cache
-        self.used: set[str] = set()
+    def __init__(self, store: stores.Store | None) -> None:
+        self.store = store
         self.rendered = 0
 
     def get(self, inputs: Any, render: Callable[[], str]) -> str:
-        if self.cache is None:
-            self.rendered += 1
-            return render()
-        key = build_cache.value_digest([_CODE, inputs])
-        self.used.add(key)
-        found = self.cache.get_blob("render", key)
+        key = stores.value_digest([_CODE, inputs]) if self.store is not None else ""
+        found = self.store.derived(key) if self.store is not None else None
         if found is not None:
             return found.decode("utf-8")
         self.rendered += 1
         text = render()
-        self.cache.put_blob("render", key, text.encode("utf-8"))
+        if self.store is not None:
+            self.store.put_derived(key, text.encode("utf-8"))
         return text
-
-    def finish(self) -> None:
-        if self.cache is not None:
-            self.cache.prune("render", self.used)
 
 
 def _panels_inputs(panels: Sequence[plots.Panel]) -> list[Any]:
@@ -289,12 +282,12 @@ def _dataset_rows(summary: dict[str, Any], ds: dict[str, Any]) -> list[dict[str,
 
 
 def render_site(
-    summary: dict[str, Any], writer: SiteWriter, title: str, cache: build_cache.BuildCache | None = None
+    summary: dict[str, Any], writer: SiteWriter, title: str, store: stores.Store | None = None
 ) -> int:
     """Every page, plot and data file of the site, through ``writer``; returns how many pages and plots
-    were rendered (the rest came from ``cache``)."""
+    were rendered (the rest came from ``store``)."""
     env = _environment()
-    reuse = _Reuse(cache)
+    reuse = _Reuse(store)
     css = (HERE / "static" / "leaderboard.css").read_text(encoding="utf-8")
     js = (HERE / "static" / "leaderboard.js").read_text(encoding="utf-8")
     common = {
@@ -368,7 +361,6 @@ def render_site(
     writer.write("comparisons.html", html)
     for rel, text in data_files(summary, reuse.get).items():
         writer.write(rel, text)
-    reuse.finish()
     return reuse.rendered
 
 
@@ -404,14 +396,14 @@ def write_site(
     out: Path,
     title: str,
     inputs: Sequence[Path] = (),
-    cache: build_cache.BuildCache | None = None,
+    store: stores.Store | None = None,
 ) -> list[str]:
     """Build the whole site in a temporary folder beside ``out``, then swap it in; returns the files."""
     out = Path(out)
     check_destination(out, inputs)
     with writing_dir(out) as tmp:
         writer = SiteWriter(tmp)
-        render_site(summary, writer, title, cache)
+        render_site(summary, writer, title, store)
         writer.write(MANIFEST, _manifest(writer))
         files.mark_built(tmp, TOOL)
     return writer.written

@@ -4,13 +4,15 @@ The result is one JSON-ready dict (written as ``data/leaderboard.json``) that th
 and the plots all render; nothing downstream computes a statistic of its own.
 
 A model's estimates depend only on its runs' per-question values, the seed and the resamples, and a
-comparison's only on its two models' values; with a build cache both are kept under the content
-digests of those values (``cache``), so a rebuild computes only what an added or changed run touches.
+comparison's only on its two models' values; both are kept in the store (``derived``) under the
+digests of the files those values were read from, so a rebuild computes only what an added or changed
+run touches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,18 +23,19 @@ from typing import Any
 import numpy as np
 
 from sycophancy_eval_kit.core import registry, stats
-from sycophancy_eval_kit.leaderboard import cache as build_cache
+from sycophancy_eval_kit.leaderboard import store as stores
 from sycophancy_eval_kit.leaderboard import tasks
-from sycophancy_eval_kit.leaderboard.ingest import Ingested, TaskRun
+from sycophancy_eval_kit.leaderboard.ingest import Ingested, TaskRun, load_values
 from sycophancy_eval_kit.leaderboard.tasks import Metric
 from sycophancy_eval_kit.leaderboard.variants import Placement, Variants
 
 POOLED = "pooled"
-ESTIMATES = "estimates.json"
-_CODE = build_cache.code_digest(
+_CODE = stores.code_digest(
     Path(__file__), Path(stats.__file__), Path(tasks.__file__), Path(registry.__file__)
 )
-#: what identifies the models of a comparison row; the rest of the row is statistics (and cached).
+#: bases whose statistics are computed together, their runs' values loaded in one query per family
+BASES_PER_BATCH = 64
+#: what identifies the models of a comparison row; the rest of the row is statistics (and stored).
 _WHO = ("base", "model", "variant", "reference_model", "reference_variant")
 
 
@@ -65,61 +68,27 @@ class ModelRuns:
         return out
 
 
-def _delta_terms(family: str) -> tuple[list[Metric], list[str], list[list[float]]]:
-    """The family's delta metrics, the rates they combine, and one weight row per delta."""
-    deltas = [m for m in tasks.METRICS[family] if m.is_delta]
-    terms = list(dict.fromkeys(t for m in deltas for t, _ in m.terms))
-    rows = [[dict(m.terms).get(t, 0.0) for t in terms] for m in deltas]
-    return deltas, terms, rows
-
-
-def _delta_boot(
-    family: str, arrays: Sequence[np.ndarray], resamples: int, seed: int, sign_rows: int = 1
-) -> dict[str, stats.Estimate]:
-    """Every delta of a family by paired bootstrap over the questions where all its terms exist.
-
-    ``arrays`` holds the term rates (``_delta_terms`` order), repeated ``sign_rows`` times: once for a
-    model's deltas, twice (variant, then reference) for the difference of two models' deltas. When the
-    rates are defined on the same questions for every delta (always, for rule-graded runs) one
-    bootstrap gives them all; judged runs can miss a response, and then each delta uses its own.
-    """
-    deltas, terms, rows = _delta_terms(family)
-    signs = [1.0, -1.0][:sign_rows]
-    full_rows = [[sign * w for sign in signs for w in row] for row in rows]
-    defined = [~np.isnan(a) for a in arrays]
-    masks = []
-    for m in deltas:
-        used = [k * len(terms) + terms.index(t) for k in range(len(signs)) for t, _ in m.terms]
-        masks.append(np.logical_and.reduce([defined[i] for i in used]))
-    if all(np.array_equal(masks[0], mask) for mask in masks[1:]) and all(d[masks[0]].all() for d in defined):
-        keep = masks[0]
-        boot = stats.paired_bootstrap_many([a[keep] for a in arrays], full_rows, resamples, seed)
-        return {m.name: est for m, est in zip(deltas, boot, strict=True)}
-    out = {}
-    for m, mask, row in zip(deltas, masks, full_rows, strict=True):
-        used = [i for i, w in enumerate(row) if w != 0.0]
-        out[m.name] = stats.paired_bootstrap(
-            [arrays[i][mask] for i in used], [row[i] for i in used], resamples=resamples, seed=seed
-        )
-    return out
+def _deltas(metrics: Sequence[Metric]) -> list[Metric]:
+    return [m for m in metrics if m.is_delta]
 
 
 def _estimates(
-    family: str, columns: Sequence[dict[str, np.ndarray]], resamples: int, seed: int
+    metrics: Sequence[Metric], columns: Sequence[dict[str, np.ndarray]], resamples: int, seed: int
 ) -> dict[str, stats.Estimate]:
     """Every metric of a family over the questions of one or more runs (pooled by concatenation).
 
-    Rates get Wilson intervals over the questions that define them; deltas come from ``_delta_boot``.
+    Rates get Wilson intervals over the questions that define them; deltas a percentile bootstrap of
+    their stored per-question values (``stats.bootstrap_means``).
     """
-    out: dict[str, stats.Estimate] = {}
-    _, terms, _ = _delta_terms(family)
-    if terms:
-        arrays = [stats.pooled([c[t] for c in columns]) for t in terms]
-        out.update(_delta_boot(family, arrays, resamples, seed))
-    for m in tasks.METRICS[family]:
+    deltas = _deltas(metrics)
+    boot = stats.bootstrap_means(
+        [stats.pooled([c[m.name] for c in columns]) for m in deltas], resamples, seed
+    )
+    out = {m.name: est for m, est in zip(deltas, boot, strict=True)}
+    for m in metrics:
         if not m.is_delta:
             out[m.name] = stats.rate(stats.pooled([c[m.name] for c in columns]), m.name)
-    return {m.name: out[m.name] for m in tasks.METRICS[family]}
+    return {m.name: out[m.name] for m in metrics}
 
 
 def _est_dict(est: stats.Estimate, subsets: Sequence[str] | None = None) -> dict[str, Any]:
@@ -132,7 +101,7 @@ def _est_dict(est: stats.Estimate, subsets: Sequence[str] | None = None) -> dict
 def _aligned(a: TaskRun, b: TaskRun) -> tuple[np.ndarray, np.ndarray] | None:
     """Index arrays selecting the questions both runs share, in ``a``'s order (paired on ``doc.id``);
     None when both runs hold the same questions in the same order (the usual case)."""
-    if a.ids is b.ids or a.ids == b.ids:
+    if a.ids_digest == b.ids_digest:
         return None
     where_b = {qid: i for i, qid in enumerate(b.ids)}
     ia = [i for i, qid in enumerate(a.ids) if qid in where_b]
@@ -141,67 +110,44 @@ def _aligned(a: TaskRun, b: TaskRun) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 class _Memo:
-    """Statistics of earlier builds by the digest of everything they were computed from.
+    """Statistics of earlier builds in the store, by the digest of everything they were computed from."""
 
-    Without a cache, or for a run without a content digest, nothing is kept and everything computed.
-    """
+    def __init__(self, store: stores.Store | None) -> None:
+        self.store = store
 
-    def __init__(self, cache: build_cache.BuildCache | None) -> None:
-        self.cache = cache
-        self.old = cache.load(ESTIMATES) if cache is not None else {}
-        self.new: dict[str, Any] = {}
+    def key(self, kind: str, resamples: int, seed: int, parts: Any, runs: Sequence[TaskRun]) -> str:
+        return stores.value_digest([kind, _CODE, resamples, seed, parts, [r.digest for r in runs]])
 
-    def key(self, kind: str, resamples: int, seed: int, parts: Any, runs: Sequence[TaskRun]) -> str | None:
-        if self.cache is None or any(r.digest is None for r in runs):
-            return None
-        return build_cache.value_digest([kind, _CODE, resamples, seed, parts, [r.digest for r in runs]])
+    def get(self, key: str) -> Any:
+        found = self.store.derived(key) if self.store is not None else None
+        return None if found is None else json.loads(found)
 
-    def get(self, key: str | None) -> Any:
-        if key is None:
-            return None
-        found = self.new.get(key, self.old.get(key))
-        if found is not None:
-            self.new[key] = found
-        return found
-
-    def put(self, key: str | None, value: Any) -> Any:
-        if key is not None:
-            self.new[key] = value
+    def put(self, key: str, value: Any) -> Any:
+        if self.store is not None:
+            self.store.put_derived(key, json.dumps(value).encode())
         return value
 
-    def save(self) -> None:
-        if self.cache is not None and self.new != self.old:
-            self.cache.save(ESTIMATES, self.new)
 
-
-def _compare(
+def _comparison(
     variant: ModelRuns, reference: ModelRuns, track: str, resamples: int, seed: int, memo: _Memo
-) -> list[dict[str, Any]]:
-    """Variant vs reference on the questions they share (see ``_compare_rows``)."""
+) -> tuple[dict[str, Any], list[str], list[TaskRun], str] | None:
+    """Who is compared on ``track``, the shared sub-datasets, the runs and the memo key; None when the
+    two models share no sub-dataset there."""
     family = track.split(".")[0]
     mine, theirs = variant.by_track().get(track, {}), reference.by_track().get(track, {})
     shared = sorted(set(mine) & set(theirs), key=lambda s: tasks.subset_order(family, s))
     if not shared:
-        return []
+        return None
+    places = (variant.placement, reference.placement)
     who = dict(
         zip(
             _WHO,
-            (
-                variant.placement.base,
-                variant.model,
-                variant.placement.variant,
-                reference.model,
-                reference.placement.variant,
-            ),
+            (places[0].base, variant.model, places[0].variant, reference.model, places[1].variant),
             strict=True,
         )
     )
     runs = [run for s in shared for run in (mine[s], theirs[s])]
-    key = memo.key("compare", resamples, seed, [track, shared], runs)
-    rows = memo.get(key)
-    if rows is None:
-        rows = memo.put(key, _compare_rows(family, track, mine, theirs, shared, resamples, seed))
-    return [who | row for row in rows]
+    return who, shared, runs, memo.key("compare", resamples, seed, [track, shared], runs)
 
 
 def _compare_rows(
@@ -232,14 +178,17 @@ def _compare_rows(
     scopes: list[tuple[str, list[str]]] = [(s, [s]) for s in shared]
     if len(shared) > 1:
         scopes.insert(0, (POOLED, shared))
-    deltas, terms, _ = _delta_terms(family)
+    metrics = tasks.track_metrics(track)
+    deltas = _deltas(metrics)
     out: list[dict[str, Any]] = []
     for scope, subsets in scopes:
-        diffs: dict[str, stats.Estimate] = {}
-        if deltas:  # the difference of each delta: variant terms, then reference terms, paired
-            arrays = [stats.pooled([paired[s][side][t] for s in subsets]) for side in (0, 1) for t in terms]
-            diffs = _delta_boot(family, arrays, resamples, seed, sign_rows=2)
-        for metric in tasks.METRICS[family]:
+        # the difference of each delta, question by question (both runs' delta defined): bootstrapped
+        pairs = [
+            [stats.pooled([paired[s][side][m.name] for s in subsets]) for side in (0, 1)] for m in deltas
+        ]
+        boot = stats.bootstrap_means([a - b for a, b in pairs], resamples, seed)
+        diffs = {m.name: est for m, est in zip(deltas, boot, strict=True)}
+        for metric in metrics:
             row: dict[str, Any] = {
                 "track": track,
                 "subset": scope,
@@ -266,16 +215,16 @@ def _model_estimates(entry: ModelRuns, resamples: int, seed: int) -> dict[str, A
     datasets: dict[str, dict[str, dict[str, Any]]] = {}
     pooled: dict[str, dict[str, Any]] = {}
     for track, runs in entry.by_track().items():
-        family = track.split(".")[0]
+        family, metrics = track.split(".")[0], tasks.track_metrics(track)
         present = sorted(runs, key=lambda s: tasks.subset_order(family, s))
         datasets[track] = {
-            s: {k: _est_dict(v) for k, v in _estimates(family, [runs[s].values], resamples, seed).items()}
+            s: {k: _est_dict(v) for k, v in _estimates(metrics, [runs[s].values], resamples, seed).items()}
             for s in present
         }
         if len(present) == 1:  # pooling one sub-dataset changes nothing: reuse its numbers
             pooled[track] = {k: v | {"subsets": present} for k, v in datasets[track][present[0]].items()}
         else:
-            est = _estimates(family, [runs[s].values for s in present], resamples, seed)
+            est = _estimates(metrics, [runs[s].values for s in present], resamples, seed)
             pooled[track] = {k: _est_dict(v, present) for k, v in est.items()}
     return {"datasets": datasets, "pooled": pooled}
 
@@ -338,7 +287,7 @@ def _metrics_with_data(track: str, model_rows: Sequence[dict[str, Any]]) -> list
     """The track's metrics that some model has questions for (free-form runs have no acc_final)."""
     return [
         m.name
-        for m in tasks.METRICS[track.split(".")[0]]
+        for m in tasks.track_metrics(track)
         if any((row["pooled"].get(track, {}).get(m.name) or {}).get("n") for row in model_rows)
     ]
 
@@ -359,10 +308,10 @@ def summarize(
     resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
     allow_sample: bool = False,
-    cache: build_cache.BuildCache | None = None,
+    store: stores.Store | None = None,
 ) -> dict[str, Any]:
-    """Every number the site shows, as one JSON-ready dict (statistics reused from ``cache``)."""
-    memo = _Memo(cache)
+    """Every number the site shows, as one JSON-ready dict (statistics reused from ``store``)."""
+    memo = _Memo(store)
     models = group_models(ingested, variants)
     tracks = sorted({run.task.track for run in ingested.runs}, key=_track_order)
     subsets_of: dict[str, list[str]] = {}
@@ -375,14 +324,56 @@ def summarize(
 
     notes: list[str] = []
     columns = _columns(tracks)
+    by_base: dict[str, list[ModelRuns]] = {}
+    for entry in models:
+        by_base.setdefault(entry.placement.base, []).append(entry)
+    estimates: dict[str, dict[str, Any]] = {}
+    comparisons: list[dict[str, Any]] = []
+    # bases a batch at a time: a batch's models and comparisons need only their own runs' values, which
+    # are loaded where a statistic is not in the store, then dropped: memory holds one batch's
+    bases = list(by_base.items())
+    for start in range(0, len(bases), BASES_PER_BATCH):
+        work: list[tuple[list[ModelRuns], dict[str, str], list]] = []
+        needed: list[TaskRun] = []
+        for base, group in bases[start : start + BASES_PER_BATCH]:
+            keys = {}
+            for entry in group:
+                ordered = sorted(entry.runs.values(), key=lambda r: r.task)
+                parts = [[r.task.track, r.task.subset] for r in ordered]
+                keys[entry.model] = memo.key("model", resamples, seed, parts, ordered)
+                estimates[entry.model] = memo.get(keys[entry.model])
+                needed += list(entry.runs.values()) if estimates[entry.model] is None else []
+            reference = group[0]  # models are sorted by variant rank within a base
+            pairs = [
+                (t, c, memo.get(c[3]))
+                for other in group[1:]
+                for t in tracks
+                if (c := _comparison(other, reference, t, resamples, seed, memo))
+            ]
+            needed += [r for _, c, found in pairs if found is None for r in c[2]]
+            if len({m.placement.variant for m in group}) < len(group):
+                notes.append(f"base {base!r} has two models with the same variant name")
+            work.append((group, keys, pairs))
+        load_values(needed)
+        for group, keys, pairs in work:
+            for entry in group:
+                if estimates[entry.model] is None:
+                    estimates[entry.model] = memo.put(
+                        keys[entry.model], _model_estimates(entry, resamples, seed)
+                    )
+            for track, (who, shared, runs, key), found in pairs:
+                if found is None:
+                    mine = {s: runs[2 * i] for i, s in enumerate(shared)}
+                    theirs = {s: runs[2 * i + 1] for i, s in enumerate(shared)}
+                    found = memo.put(
+                        key, _compare_rows(track.split(".")[0], track, mine, theirs, shared, resamples, seed)
+                    )
+                comparisons += [who | row for row in found]
+        for run in needed:
+            run._values = None
     model_rows: list[dict[str, Any]] = []
     for entry in models:
-        ordered = sorted(entry.runs.values(), key=lambda r: r.task)
-        key = memo.key("model", resamples, seed, [[r.task.track, r.task.subset] for r in ordered], ordered)
-        found = memo.get(key)
-        if found is None:
-            found = memo.put(key, _model_estimates(entry, resamples, seed))
-        datasets, pooled = found["datasets"], found["pooled"]
+        datasets, pooled = estimates[entry.model]["datasets"], estimates[entry.model]["pooled"]
         main = {c["id"]: pooled.get(c["track"], {}).get(c["metric"]) for c in columns}
         model_rows.append(
             {
@@ -401,18 +392,6 @@ def summarize(
                 ],
             }
         )
-
-    comparisons: list[dict[str, Any]] = []
-    by_base: dict[str, list[ModelRuns]] = {}
-    for entry in models:
-        by_base.setdefault(entry.placement.base, []).append(entry)
-    for base, group in by_base.items():
-        reference = group[0]  # models are sorted by variant rank within a base
-        for other in group[1:]:
-            for track in tracks:
-                comparisons += _compare(other, reference, track, resamples, seed, memo)
-            if len({m.placement.variant for m in group}) < len(group):
-                notes.append(f"base {base!r} has two models with the same variant name")
 
     for track in tracks:
         for subset in subsets_of[track]:
@@ -452,7 +431,6 @@ def summarize(
             sha = run.provenance.get("data_input_sha256")
             if isinstance(sha, str) and sha not in shas:
                 shas.append(sha)
-    memo.save()
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "sharma_data": any(not r.task.scope for r in ingested.runs),
@@ -494,7 +472,7 @@ def summarize(
                     "higher_is_better": m.higher_is_better,
                     "is_delta": m.is_delta,
                 }
-                for m in metrics
+                for m in metrics + (tasks.PRESSURE_METRICS if family == tasks.AYS else ())
             ]
             for family, metrics in tasks.METRICS.items()
         },

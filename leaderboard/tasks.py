@@ -8,6 +8,7 @@ the per-question values every run must carry.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sycophancy_eval_kit.core import registry, task_names
@@ -24,6 +25,14 @@ FAMILY_LABELS: dict[str, str] = registry.FAMILY_LABELS
 KNOWN_SUBSETS: dict[str, tuple[str, ...]] = task_names.SUBSETS
 #: the rates and deltas the leaderboard shows per family, in report order.
 METRICS: dict[str, tuple[Metric, ...]] = {f: registry.family_metrics(f) for f in registry.FAMILIES}
+#: what a dialogue under a pressure schedule adds to the dialogue's rates: the answer and the flip after
+#: every round (up to the registry's ``MAX_ROUNDS``; a schedule writes its own rounds), then the summary
+#: rates. ``turn_of_flip`` and ``number_of_flips`` are means, not rates: in the results, not shown here.
+PRESSURE_METRICS: tuple[Metric, ...] = tuple(
+    registry.METRICS[n]
+    for n in registry.pressure_report(registry.MAX_ROUNDS, True)
+    if n not in registry.DIALOGUE_METRICS and registry.METRICS[n].kind == registry.RATE
+)
 #: the answer-suggestion templates, in the order the paper plots them.
 TEMPLATE_CONDITIONS: tuple[str, ...] = registry.SUGGESTED
 
@@ -33,6 +42,16 @@ def metric(family: str, name: str) -> Metric:
         if m.name == name:
             return m
     raise KeyError(f"{family} has no metric {name!r}")
+
+
+def track_metrics(track: str) -> tuple[Metric, ...]:
+    """The metrics of a track: its family's, and under a pressure schedule the per-round ones."""
+    family, protocol, _, _ = track_parts(track)
+    return METRICS[family] + (PRESSURE_METRICS if protocol.startswith(PRESSURE_PREFIX) else ())
+
+
+def is_pressure(task: TaskId) -> bool:
+    return task.protocol.startswith(PRESSURE_PREFIX)
 
 
 def optional(family: str, m: Metric) -> bool:
@@ -55,8 +74,8 @@ def reported(task: TaskId) -> tuple[str, ...] | None:
     report = task_names.report_for(parsed) if parsed is not None else None
     if report is None:
         return None
-    if report == task_names.PRESSURE:  # what the leaderboard reads of it: the dialogue's own metrics
-        return registry.REPORTS["dialogue"]
+    if report == task_names.PRESSURE:  # the dialogue's own metrics and what any schedule may add
+        return registry.REPORTS["dialogue"] + tuple(m.name for m in PRESSURE_METRICS)
     extra = registry.DIALOGUE_JUDGED if task.protocol == DIALOGUE and task.grader == JUDGE else ()
     return registry.REPORTS[report] + extra
 
@@ -66,7 +85,7 @@ def required(task: TaskId) -> tuple[str, ...]:
     which leave out what it could not grade)."""
     if task.grader != RULE:
         return ()
-    names = reported(task)
+    names = registry.REPORTS["dialogue"] if is_pressure(task) else reported(task)  # rounds: per schedule
     if names is None:
         return required_metrics(task.family)
     return tuple(
@@ -92,16 +111,21 @@ class TaskId:
     def scope(self) -> str:
         """``""`` for Sharma et al.'s data; ``custom_mc`` / ``custom`` for a user's own (``syco-domain``),
         options shown or not. A custom run's ``subset`` is its data's name."""
-        parsed = task_names.parse_task_name(self.name)
-        if parsed is None or not parsed.custom:
-            return SHARMA
-        return CUSTOM_MC if parsed.subset == task_names.CUSTOM_MC else CUSTOM
+        return _scope(self.name)
 
     @property
     def track(self) -> str:
         """Results are only comparable within a track: same family, protocol, grader and kind of data
         (a user's own questions are never pooled or ranked with Sharma et al.'s)."""
         return track_id(self.family, self.protocol, self.grader, self.scope)
+
+
+@functools.cache
+def _scope(name: str) -> str:
+    parsed = task_names.parse_task_name(name)
+    if parsed is None or not parsed.custom:
+        return SHARMA
+    return CUSTOM_MC if parsed.subset == task_names.CUSTOM_MC else CUSTOM
 
 
 #: the kinds of data a track holds: Sharma et al.'s, or a user's own with or without the options shown

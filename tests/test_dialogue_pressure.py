@@ -389,3 +389,22 @@ def test_the_leaderboard_keeps_each_schedule_in_a_track_of_its_own(
     flips = {t: model["pooled"][t]["flip_rate"] for t in tracks}
     assert flips["ays.pressure-polite.rule"]["value"] == EXPECTED_BY_HAND["flip_rate"]
     assert all(est["n"] == 4 for est in flips.values())  # q1-q4 answered correctly first, in every track
+    # every per-round rate of the schedule, with its interval and its own denominator
+    polite = model["pooled"]["ays.pressure-polite.rule"]
+    from sycophancy_eval_kit.core import registry
+
+    for name, value in EXPECTED_BY_HAND.items():
+        if registry.METRICS[name].kind != registry.RATE:
+            continue  # turn_of_flip, number_of_flips: means, in the results file only
+        est = polite[name]
+        assert est["value"] == pytest.approx(value), name
+        assert est["lo"] <= est["value"] <= est["hi"], name
+    assert polite["progressive_flip_rate"]["n"] == 3 and polite["acc_round_2"]["n"] == 7
+    assert polite["acc_round_4"]["n"] == 0  # a round the schedule does not have
+    assert "acc_round_1" not in model["pooled"]["ays.dialogue.rule"]  # the single challenge: no rounds
+    labels = {m["name"]: m["denominator"] for m in summary["metrics"]["ays"]}
+    assert labels["progressive_flip_rate"] == "questions not answered correctly first"
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "decay" in page.lower()
+    decay = sorted(p.name for p in (tmp_path / "site" / "plots").glob("decay*.svg"))
+    assert len(decay) == 2  # escalating and polite; not the single challenge

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sycophancy_eval_kit.leaderboard import ingest, plots
 from sycophancy_eval_kit.leaderboard.__main__ import main
-from sycophancy_eval_kit.leaderboard.cache import default_cache_dir
 from sycophancy_eval_kit.leaderboard.publish import (
     hub_operations,
     publish_to_dir,
@@ -26,6 +25,7 @@ from sycophancy_eval_kit.leaderboard.publish import (
     verify_site,
 )
 from sycophancy_eval_kit.leaderboard.site import MANIFEST, MARKER, SiteError, SiteWriter
+from sycophancy_eval_kit.leaderboard.store import default_path
 from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,11 +199,8 @@ def test_hostile_strings_are_escaped_and_cannot_escape_the_site(lm_eval_runs: di
     before = {p for p in tmp_path.rglob("*")}
     assert main(["build", str(runs), "--out", str(out), "--allow_sample", "--resamples", "200"]) == 0
     created = {p for p in tmp_path.rglob("*")} - before
-    cache = default_cache_dir(out)  # the build cache beside the site: digests for names, nothing else
-    assert created and all(p in (out, cache) or {out, cache} & set(p.parents) for p in created), sorted(
-        created
-    )
-    assert all(re.fullmatch(r"[0-9a-f]{2}|[0-9a-f]{64}|[a-z]+(\.json)?", p.name) for p in cache.rglob("*"))
+    store = default_path(out)  # the store beside the site: one file of a fixed name, nothing else
+    assert created and all(p in (out, store) or out in p.parents for p in created), sorted(created)
 
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index and HOSTILE not in index
@@ -259,8 +256,8 @@ def test_builds_are_atomic(
     with pytest.raises(RuntimeError, match="disk full"):
         main(["build", str(lm_eval_runs["runs"]), "--out", str(out), "--allow_sample", "--resamples", "200"])
     assert (out / MANIFEST).read_text(encoding="utf-8") == manifest  # the previous site is untouched
-    # no temporary folder left behind (the build cache beside the site is kept on purpose)
-    assert sorted(p.name for p in tmp_path.iterdir() if p != default_cache_dir(out)) == ["site"]
+    # no temporary folder left behind (the store beside the site is kept on purpose)
+    assert sorted(p.name for p in tmp_path.iterdir() if p != default_path(out)) == ["site"]
     verify_site(out)
 
     precious = tmp_path / "precious"
@@ -352,17 +349,19 @@ def test_keep_all_shows_superseded_runs(tmp_path: Path, capsys: pytest.CaptureFi
     assert 'id="history"' not in page and f"results_{new}.json" in page
 
 
-def test_real_lm_eval_samples_take_the_fast_reader(lm_eval_runs: dict) -> None:
-    """lm-eval's own sample lines (key order, NaN for undefined metrics) are what the fast reader reads."""
-    files = sorted(lm_eval_runs["runs"].rglob("samples_*.jsonl"))
-    assert files
-    for path in files:
-        name = path.name.removeprefix("samples_").rsplit("_", 1)[0]
-        task = ingest.tasks.parse_task_name(name)
-        fast = ingest._fast_samples(path.read_bytes(), task)
-        assert fast is not None, path
-        exact = ingest._exact_samples(path, task)
-        assert fast[0] == exact[0] and (fast[1].tobytes() == exact[1].tobytes()), path
+def test_real_lm_eval_samples_are_read_as_json_reads_them(lm_eval_runs: dict) -> None:
+    """What the store holds of real lm-eval samples files (NaN for undefined metrics) is what ``json``
+    reads from them, question by question, in file order."""
+    result = ingest.ingest([lm_eval_runs["runs"]], allow_sample=True, strict=True)
+    assert result.runs
+    for run in result.runs:
+        path = lm_eval_runs["runs"].parent / run.provenance["samples_file"]
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = [line for line in lines if line["filter"] == run.task.filter_key]
+        assert run.ids == tuple(line["doc"]["id"] for line in lines)
+        for name, values in run.values.items():
+            expected = [float(line.get(name, math.nan)) for line in lines]
+            assert np.array_equal(values, expected, equal_nan=True), (run.task.name, name)
 
 
 def test_plots_are_well_formed_svg_for_any_panel() -> None:

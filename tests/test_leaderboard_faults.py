@@ -63,8 +63,8 @@ def test_a_rerun_restores_a_site_a_killed_build_moved_aside(
         assert _build(runs, site, "--title", "second") == 0
     assert "restored the previous copy" in caplog.text
     assert "second" in (site / "index.html").read_text(encoding="utf-8")
-    # no half-written or moved-aside copy is left; the build cache beside the site is by design
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".site.cache", "runs", "site"]
+    # no half-written or moved-aside copy is left; the store beside the site is by design
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "site", "site.duckdb"]
 
 
 def test_publish_repairs_an_interrupted_replacement_of_its_destination(runs: Path, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_publish_repairs_an_interrupted_replacement_of_its_destination(runs: Pat
     (tmp_path / f".www{files.TMP_TAG}killed").mkdir()
     publish_to_dir(site, dest)
     verify_site(dest)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".site.cache", "runs", "site", "www"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "site", "site.duckdb", "www"]
 
 
 def test_an_unwritable_out_is_a_clear_error(
@@ -85,9 +85,9 @@ def test_an_unwritable_out_is_a_clear_error(
     (tmp_path / "a-file").write_text("not a folder")
     assert _build(runs, tmp_path / "a-file" / "site") == 1
     err = capsys.readouterr().err
-    # the build cache beside the site is the first thing written, so it is the one named
-    assert "cannot write the build cache" in err and "a-file" in err and "--no_cache" in err
-    assert _build(runs, tmp_path / "a-file" / "site", "--no_cache") == 1
+    # the store beside the site is the first thing written, so it is the one named
+    assert "cannot open the store" in err and "a-file" in err and "--no_store" in err
+    assert _build(runs, tmp_path / "a-file" / "site", "--no_store") == 1
     err = capsys.readouterr().err
     assert "cannot write the site there" in err and "a-file" in err
     site = tmp_path / "site"

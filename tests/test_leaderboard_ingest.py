@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sycophancy_eval_kit.leaderboard.ingest import IngestError, Problem, ingest
+from sycophancy_eval_kit.leaderboard.ingest import IngestError, ingest
 from sycophancy_eval_kit.leaderboard.variants import VariantsError, load_variants
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
@@ -188,37 +189,9 @@ def test_variants_file(tmp_path: Path) -> None:
             load_variants(bad)
 
 
-# ------------------------------------------------------------- the fast reader and the exact one
-def _task(name: str, grader: str = "rule"):
-    from sycophancy_eval_kit.leaderboard.tasks import TaskId, parse_task_name
-
-    parsed = parse_task_name(name)
-    return TaskId(parsed.family, parsed.protocol, grader, parsed.subset, name)
-
-
-def _both(path: Path, name: str, grader: str = "rule"):
-    """(fast reader's result or None, exact reader's result or its problem)."""
-    from sycophancy_eval_kit.leaderboard import ingest as ingest_module
-
-    fast = ingest_module._fast_samples(path.read_bytes(), _task(name, grader))
-    try:
-        exact = ingest_module._exact_samples(path, _task(name, grader))
-    except ingest_module._Skip as skip:
-        exact = skip.problem
-    return fast, exact
-
-
-def test_fast_reader_equals_the_exact_reader_on_every_fixture(runs: Path) -> None:
-    for path in sorted(runs.glob("*/samples_*.jsonl")):
-        name = path.name.removeprefix("samples_").removesuffix(f"_{STAMP}.jsonl")
-        graders = ["rule", "judge"] if "judged" in name else ["rule"]
-        for grader in graders:
-            fast, exact = _both(path, name, grader)
-            assert fast is not None, path  # lm-eval's own layout: the fast path is taken
-            assert fast[0] == exact[0] and np.array_equal(fast[1], exact[1], equal_nan=True), path
-
-
+# ------------------------------------------------------------------------------- the reader
 _AQUA = "sycophancy_ays_aqua_mc"
+_IDS = ("q1", "q2", "q3", "q4", "q5", "q6")
 
 
 def _rewrite(path: Path, edit) -> None:
@@ -227,44 +200,64 @@ def _rewrite(path: Path, edit) -> None:
     path.write_bytes(b"\n".join(lines))
 
 
+def _aqua_run(result, model: str = "org/chat-aligned") -> list:
+    return [r for r in result.runs if r.task.name == _AQUA and r.model == model]
+
+
+def sub(old: bytes, new: bytes) -> Callable[[bytes], bytes]:
+    return lambda line: line.replace(old, new)
+
+
+FIRST = b'"acc_first": 1,'
+
+
 @pytest.mark.parametrize(
-    "edit",
+    ("edit", "expected"),
     [
-        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": 0.5,'),  # not a rate
-        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": true,'),  # a bool
-        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": Infinity,'),
-        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": 01,'),  # not JSON
-        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": NaN,'),  # required
-        lambda line: line.replace(b'"forced_flip_rate": 0,', b'"forced_flip_rate": NaN,'),  # condition broken
-        lambda line: line.replace(b', "acc_final": 1', b""),  # on some questions only
-        lambda line: line.replace(b'"id": "q4"', b'"id": "q1"'),  # repeated id
-        lambda line: line.replace(b'"id": "q4"', b'"id": ""'),
-        lambda line: line[: len(line) // 2],  # cut in the middle
-        lambda line: line + b"\r",  # another writer's line ends
-        lambda line: line.replace(b"q4", b"q\xff4"),  # not UTF-8
-        lambda line: line.replace(b'"doc_id": 3, ', b""),  # another layout
-        lambda line: b"",  # a blank line
+        (sub(FIRST, b'"acc_first": 0.5,'), "acc_first = 0.5; expected 0 or 1"),
+        (sub(FIRST, b'"acc_first": Infinity,'), "acc_first = inf; expected 0 or 1"),
+        (sub(FIRST, b'"acc_first": 01,'), "not valid JSON"),
+        (sub(FIRST, b'"acc_first": NaN,'), "no acc_first; expected it"),
+        (sub(FIRST, b'"acc_first": [1],'), "acc_first = [1]; expected 0 or 1"),
+        (sub(b'"forced_flip_rate": 0,', b'"forced_flip_rate": NaN,'), "forced_flip_rate is missing"),
+        (sub(b', "acc_final": 1', b""), "no acc_final; expected it on every question"),
+        (sub(b'"id": "q4"', b'"id": "q1"'), "question id q1 appears again (first on line 1)"),
+        (sub(b'"id": "q4"', b'"id": ""'), "expected doc.id"),
+        (lambda line: line[: len(line) // 2], "not valid JSON"),
+        (sub(b"q4", b"q\xff4"), "not UTF-8"),
+        (sub(b'"doc": {', b'"doc": "q4", "x": {'), "expected an lm-eval sample object with a 'doc' object"),
     ],
-)
-def test_fast_reader_leaves_every_bad_or_unusual_line_to_the_exact_reader(runs: Path, edit) -> None:
+)  # fmt: skip
+def test_a_bad_line_is_named_by_file_and_line(runs: Path, edit, expected: str) -> None:
     path = _samples(runs, "org__chat-aligned", _AQUA)
     before = path.read_bytes()
     _rewrite(path, edit)
     assert path.read_bytes() != before
-    fast, exact = _both(path, _AQUA)
-    assert fast is None  # the exact reader judges: what the leaderboard reads is exactly its verdict
-    from sycophancy_eval_kit.leaderboard import ingest as ingest_module
-
-    try:
-        ids, values = ingest_module.read_samples(path, _task(_AQUA))
-    except ingest_module._Skip as skip:
-        assert skip.problem == exact
-    else:
-        assert not isinstance(exact, Problem) and ids == exact[0]
-        assert np.array_equal(np.stack(list(values.values())), exact[1], equal_nan=True)
+    result = ingest([runs])
+    assert not _aqua_run(result)
+    problems = [m for m in _messages(result) if m.startswith(f"{path}:4: ")]
+    assert problems and expected in problems[0], _messages(result)
+    assert len(_aqua_run(result, "org/chat-instruct")) == 1  # the other model's run of the task is kept
 
 
-@pytest.mark.parametrize("edit", ["truncate", "no final newline", "byte order mark", "compact separators"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda line: line + b"\r",  # another writer's line ends
+        lambda line: line.replace(b'"doc_id": 3, ', b""),  # another layout
+        lambda line: line.replace(b'"acc_first": 1,', b'"acc_first": true,'),  # a JSON boolean is read as 1
+    ],
+)
+def test_unusual_but_readable_lines_are_read(runs: Path, edit) -> None:
+    path = _samples(runs, "org__chat-aligned", _AQUA)
+    _rewrite(path, edit)
+    (run,) = _aqua_run(ingest([runs], strict=True))
+    assert run.ids == _IDS and run.values["acc_first"][3] == 1.0
+
+
+@pytest.mark.parametrize(
+    "edit", ["truncate", "no final newline", "byte order mark", "compact separators", "blank line"]
+)
 def test_whole_file_variants(runs: Path, edit: str) -> None:
     path = _samples(runs, "org__chat-aligned", _AQUA)
     data = path.read_bytes()
@@ -275,13 +268,23 @@ def test_whole_file_variants(runs: Path, edit: str) -> None:
         "byte order mark": b"\xef\xbb\xbf" + data,
         # another lm-eval version's writer: same content, other spelling
         "compact separators": b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in rows),
+        "blank line": b"\n" + data,
     }[edit]
     path.write_bytes(changed)
-    fast, exact = _both(path, _AQUA)
-    assert fast is None  # all are the exact reader's to judge
     result = ingest([runs])
-    read = [r for r in result.runs if r.task.name == _AQUA and r.model == "org/chat-aligned"]
+    read = _aqua_run(result)
     if edit == "truncate":
         assert not read and any(f"{path}:6: not valid JSON" in m for m in _messages(result))
     else:
-        assert len(read) == 1 and read[0].ids == ("q1", "q2", "q3", "q4", "q5", "q6")
+        assert len(read) == 1 and read[0].ids == _IDS
+        assert np.array_equal(read[0].values["acc_first"], [1, 1, 1, 1, 0, 1])
+
+
+def test_a_value_check_names_the_line_past_blank_lines(runs: Path) -> None:
+    path = _samples(runs, "org__chat-aligned", _AQUA)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[3])
+    row["acc_first"] = 0.5
+    lines[3] = json.dumps(row)
+    path.write_text("\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    assert any(m.startswith(f"{path}:6: acc_first = 0.5") for m in _messages(ingest([runs])))

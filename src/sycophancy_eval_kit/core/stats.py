@@ -155,6 +155,33 @@ def paired_bootstrap_many(
     return out
 
 
+def bootstrap_means(
+    columns: Sequence[np.ndarray],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    confidence: float = CONFIDENCE,
+) -> list[Estimate]:
+    """The mean of each column (NaN: left out) with a percentile-bootstrap interval over its questions,
+    the columns drawn one after another from one generator: for per-question values that are linear
+    combinations of rates (a delta, a difference of deltas) this is ``paired_bootstrap_many`` of the
+    rates, draw for draw, whenever every column is defined on the same questions."""
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    out = []
+    for column in columns:
+        values = np.asarray(column, dtype=float)
+        values = values[~np.isnan(values)]
+        n = values.size
+        if n < 2:
+            out.append(Estimate(float(values[0]), None, None, 1) if n else EMPTY)
+            continue
+        point = float(values.mean())
+        outcomes, counts = np.unique(values, return_counts=True)
+        lo, hi = _percentile_interval(outcomes, counts, n, resamples, alpha, rng)
+        out.append(Estimate(point, min(lo, point), max(hi, point), n))
+    return out
+
+
 def joint_outcomes(cols: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct per-question outcome rows (one column per array) and how many questions have each.
 
