@@ -57,6 +57,12 @@ def benchmarks(work: Path, quick: bool) -> dict[str, list[str]]:
             str(work / "leaderboard"),
             *(["--folders", "6", "--scale", "0.1"] if q else ["--folders", "50"]),
         ],
+        "pressure": [
+            PY,
+            "-m",
+            "benchmarks.pressure",
+            *(["--limit", "2", "--rounds", "1", "--schedules", "sharma,escalating,simple"] if q else []),
+        ],
         "toy": [
             PY,
             "-m",
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated subset of: answer, ays, saa, training, judge, leaderboard, toy, and gpu "
+        help="comma-separated subset of: answer, ays, saa, training, judge, leaderboard, pressure, toy, "
+        "and gpu "
         "(one GPU; only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of the runner)")

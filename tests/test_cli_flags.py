@@ -29,6 +29,8 @@ HELP: list[tuple[str, list[str]]] = [
     ("leaderboard", ["--help"]),
     ("leaderboard", ["build", "--help"]),
     ("leaderboard", ["publish", "--help"]),
+    ("leaderboard", ["query", "--help"]),
+    ("leaderboard", ["export", "--help"]),
     ("sycophancy_eval_kit.domain.cli", ["build", "--help"]),
     *[
         (name, ["--help"])
@@ -45,6 +47,7 @@ HELP: list[tuple[str, list[str]]] = [
             "benchmarks.saa",
             "benchmarks.training",
             "benchmarks.leaderboard",
+            "benchmarks.pressure",
             "benchmarks.gpu.run",
         )
     ],

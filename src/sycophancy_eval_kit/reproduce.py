@@ -12,7 +12,8 @@ syco-reproduce --config examples/toy_world/toy.yaml --summary   # its numbers ag
 A grid config names ``models`` (a base each), ``variants`` (``train:`` flags for ``training/orpo.py``,
 or none for the model as it is), ``training`` (launcher, TRL config, ``peft``), ``eval`` (tasks,
 model_args, extra lm-eval flags, ``metadata``; ``judge``: the judge's ``judge_*`` settings for the
-judged tasks; ``dialogue``: also run ``syco-dialogue``, optionally with ``--judge``), optionally
+judged tasks; ``dialogue``: also run ``syco-dialogue``, optionally with ``--judge``, and with
+``pressure:`` one ``--pressure`` schedule or a list, each in a ``dialogue-<schedule>`` folder), optionally
 ``saa`` (``syco-saa build`` flags), ``world`` (``script``: the toy world's builder, and its flags), ``env``
 (variables for every command) and ``summary`` (the [track, metric] pairs a finished run prints); see
 ``scripts/configs/paper.yaml`` and ``examples/toy_world/toy.yaml``. Strings may name ``{out}`` (the
@@ -166,7 +167,7 @@ SCHEMA: dict[str, Any] = {
         "metadata": None,
         "judge": None,
         "launch": None,
-        "dialogue": {"tasks": None, "judge": None, "args": None},
+        "dialogue": {"tasks": None, "judge": None, "args": None, "pressure": None},
     },
     "leaderboard": {"args": None},
     "summary": None,
@@ -253,6 +254,33 @@ def _local_files(options: dict[str, Any]) -> list[Path]:
             if isinstance(item, str) and (files.looks_like_a_path(item) or Path(item).exists()):
                 out.append(Path(item).expanduser().resolve())
     return out
+
+
+def pressure_schedules(dialogue: dict[str, Any] | None) -> list[str]:
+    """The dialogue runs a grid asks for: ``eval.dialogue.pressure`` is one ``--pressure`` value or a
+    list of them (a built-in name or a schedule YAML); none is Sharma et al.'s single challenge."""
+    if not dialogue:
+        return []
+    value = dialogue.get("pressure") or ["sharma"]
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise CommandError(
+            f"eval.dialogue.pressure: expected a schedule name or a list of them; got {value!r}"
+        )
+    if dialogue.get("judge") and any(n != "sharma" for n in names):
+        raise CommandError(
+            "eval.dialogue: judge: true grades Sharma et al.'s single challenge only; "
+            "drop judge or keep pressure: sharma"
+        )
+    if len(set(map(_schedule_label, names))) != len(names):
+        raise CommandError(f"eval.dialogue.pressure: a schedule is named twice: {names}")
+    return names
+
+
+def _schedule_label(schedule: str) -> str:
+    """A schedule's folder name: the built-in's name, or a schedule file's stem."""
+    path = Path(schedule)
+    return path.stem if path.suffix in (".yaml", ".yml") else schedule
 
 
 def placeholders(out: Path) -> dict[str, str]:
@@ -386,8 +414,10 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
             }
             steps.append(Step(f"eval/{key}", cmd, output=results, **reads))
             dialogue = evaluation.get("dialogue")
-            if dialogue:  # the paper's adaptive protocol, in its own folder (an eval rerun cleans its own)
-                folder = out / "dialogue" / model / variant
+            for schedule in pressure_schedules(dialogue):  # the paper's adaptive protocol, then any schedule
+                # each in its own folder (an eval rerun cleans its own)
+                where = "dialogue" if schedule == "sharma" else f"dialogue-{_schedule_label(schedule)}"
+                folder = out / where / model / variant
                 cmd = [
                     str(BIN / "syco-dialogue"),
                     "--model",
@@ -399,15 +429,26 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
                     "--output_path",
                     str(folder),
                     *(["--judge"] if dialogue.get("judge") else []),
+                    *([] if schedule == "sharma" else ["--pressure", schedule]),
                     *[str(a) for a in dialogue.get("args", [])],
                 ]
                 if metadata:
                     cmd += ["--metadata", json.dumps(metadata)]
-                steps.append(Step(f"dialogue/{key}", cmd, output=folder, **reads))
+                step_reads = reads
+                if Path(schedule).suffix in (
+                    ".yaml",
+                    ".yml",
+                ):  # a user's schedule: its change reruns the step
+                    step_reads = {**reads, "inputs": [*reads.get("inputs", []), Path(schedule)]}
+                steps.append(Step(f"{where}/{key}", cmd, output=folder, **step_reads))
 
     variants_file = out / "leaderboard_variants.yaml"
     board = config.get("leaderboard", {})
-    runs = [str(out / "results")] + ([str(out / "dialogue")] if evaluation.get("dialogue") else [])
+    dialogue = evaluation.get("dialogue")
+    runs = [str(out / "results")] + [
+        str(out / ("dialogue" if s == "sharma" else f"dialogue-{_schedule_label(s)}"))
+        for s in pressure_schedules(dialogue)
+    ]
     cmd = [
         sys.executable,
         "-m",
@@ -426,7 +467,7 @@ def plan(config: dict[str, Any], out: Path) -> list[Step]:
             cmd,
             output=out / "site" / "index.html",
             inputs=[variants_file],
-            after=[s.name for s in steps if s.name.startswith(("eval/", "dialogue/"))],
+            after=[s.name for s in steps if s.name.startswith(("eval/", "dialogue"))],
         )
     )
     return steps
@@ -527,9 +568,7 @@ def run_step(
         cmd = cmd or step.cmd
         log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             while True:
                 try:
