@@ -13,9 +13,9 @@ Tables (``syco-leaderboard query STORE "SQL"``, or DuckDB itself, reads them):
   unchanged file is not read again and its warnings are repeated;
 * ``derived``: statistics and pages of earlier builds by the digest of what they were made from.
 
-Writes happen in one transaction per build: a build killed mid-way leaves the store as the last
-build committed it, and the next build redoes the rest. A store written by other code (``meta``) is
-emptied and refilled from the results folders.
+Results files are stored in batches, each batch (its runs, questions and file signatures) in one
+transaction: a build killed mid-way keeps the batches it finished, and the next build reads only the
+rest. A store written by other code (``meta``) is emptied and refilled from the results folders.
 """
 
 from __future__ import annotations

@@ -150,9 +150,13 @@ KILL_CHILD = r"""
 import os, signal, sys
 from sycophancy_eval_kit.leaderboard import ingest
 real = ingest._store_runs
+ingest.FILES_PER_SCAN = int(os.environ.get("FILES_PER_SCAN", ingest.FILES_PER_SCAN))
+calls = []
 def store_runs(store, accepted):
     real(store, accepted)
-    os.kill(os.getpid(), signal.SIGKILL)
+    calls.append(1)
+    if len(calls) == int(os.environ.get("KILL_AT", "1")):
+        os.kill(os.getpid(), signal.SIGKILL)
 ingest._store_runs = store_runs
 from sycophancy_eval_kit.leaderboard.__main__ import main
 sys.exit(main(sys.argv[1:]))
@@ -172,6 +176,21 @@ def test_a_build_killed_mid_ingest_is_finished_by_the_next(runs: Path, tmp_path:
     runs_, outcomes, distinct = _counts(store)
     assert runs_ == 8 and outcomes == distinct  # nothing stored twice
     assert _leaderboard(site_dir) == _leaderboard(clean)
+
+
+def test_a_killed_build_keeps_the_batches_it_finished(runs: Path, tmp_path: Path, reads) -> None:
+    site_dir, store_path = tmp_path / "site", tmp_path / "site.duckdb"
+    argv = ["build", str(runs), "--out", str(site_dir), "--resamples", "200"]
+    env = {**os.environ, "FILES_PER_SCAN": "1", "KILL_AT": "2"}  # one results file per batch
+    child = subprocess.run([sys.executable, "-c", KILL_CHILD, *argv], cwd=REPO, timeout=300, env=env)
+    assert child.returncode == -9
+    store = stores.Store(store_path, VERSION)
+    (kept,) = store.files()  # the first batch was committed, the second was not
+    store.close()
+    assert main(argv) == 0
+    assert reads and all(p.parent != Path(kept).parent for p in reads)  # only the other file is read
+    runs_, outcomes, distinct = _counts(stores.Store(store_path, VERSION))
+    assert runs_ == 8 and outcomes == distinct
 
 
 def test_the_store_beside_the_site_and_its_flags(runs: Path, tmp_path: Path) -> None:
