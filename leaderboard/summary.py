@@ -431,6 +431,7 @@ def summarize(
             sha = run.provenance.get("data_input_sha256")
             if isinstance(sha, str) and sha not in shas:
                 shas.append(sha)
+    pressure = any(tasks.track_parts(t)[1].startswith(tasks.PRESSURE_PREFIX) for t in tracks)
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "sharma_data": any(not r.task.scope for r in ingested.runs),
@@ -445,7 +446,7 @@ def summarize(
                 "exact McNemar test on shared question ids (two-sided binomial test on discordant pairs)"
             ),
         },
-        "tracks": [
+        "tracks": [  # (a pressure schedule's per-round rates are listed only when such a track exists)
             {
                 "id": t,
                 "label": tasks.track_label(t),
@@ -472,7 +473,7 @@ def summarize(
                     "higher_is_better": m.higher_is_better,
                     "is_delta": m.is_delta,
                 }
-                for m in metrics + (tasks.PRESSURE_METRICS if family == tasks.AYS else ())
+                for m in metrics + (tasks.PRESSURE_METRICS if family == tasks.AYS and pressure else ())
             ]
             for family, metrics in tasks.METRICS.items()
         },
