@@ -40,6 +40,7 @@ HELP: list[tuple[str, list[str]]] = [
             "scripts.demo",
             "examples.toy_world.toy_world",
             "examples.toy_world.toy_seeds",
+            "examples.toy_world.toy_pressure",
             "benchmarks.run_all",
             "benchmarks.answer",
             "benchmarks.ays",
