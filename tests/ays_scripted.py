@@ -99,7 +99,10 @@ def _maybe_die() -> None:
     if after is not None and _REPLIED[0] == int(after):
         import signal
 
-        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("AYS_SCRIPTED_DIE_SIGNAL", "KILL")))
+        name = os.environ.get("AYS_SCRIPTED_DIE_SIGNAL", "KILL")
+        if name == "INT":  # what Ctrl-C raises, here and now: a self-sent SIGINT is handled whenever
+            raise KeyboardInterrupt  # Python next checks, and once, on a loaded machine, the run ended first
+        os.kill(os.getpid(), getattr(signal, "SIG" + name))
 
 
 class ScriptedLM(LM):
