@@ -719,7 +719,7 @@ def _orphan_samples(results_files: Sequence[Path]) -> list[Problem]:
 
 #: results files read per scan: bounds the questions held in ``staging`` (and the build's memory) as
 #: the results folders grow; each batch is stored in a transaction of its own
-FILES_PER_SCAN = 64
+FILES_PER_SCAN = 256
 
 
 def _update(store: stores.Store, files: Sequence[tuple[Path, Path]]) -> None:
