@@ -200,17 +200,21 @@ def _child(args: argparse.Namespace) -> None:
     from sycophancy_eval_kit.leaderboard.variants import load_variants
 
     path = None if args.no_store else args.work / "site.duckdb"
+    def peak() -> int:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
     t0 = time.perf_counter()
     store = stores.Store(path, VERSION)
     ingested = ingest([args.work / "runs"], store=store)
-    t1 = time.perf_counter()
+    t1, peaks = time.perf_counter(), {"ingest": peak()}
     variants = load_variants(args.work / "leaderboard.yaml")
     summary = summarize(ingested, variants, resamples=args.resamples, store=store)
-    t2 = time.perf_counter()
+    t2, peaks["statistics"] = time.perf_counter(), peak()
     files = write_site(summary, args.work / "site", "Benchmark", inputs=[args.work / "runs"], store=store)
+    peaks["render"] = peak()
     store.save_derived()
     store.close()
-    t3 = time.perf_counter()
+    t3, peaks["save"] = time.perf_counter(), peak()
     print(
         json.dumps(
             {
@@ -222,7 +226,8 @@ def _child(args: argparse.Namespace) -> None:
                 "statistics_s": round(t2 - t1, 2),
                 "render_s": round(t3 - t2, 2),
                 "total_s": round(t3 - t0, 2),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mib": peak(),
+                "peak_rss_mib_by_phase_end": peaks,
                 "store_mb": round(path.stat().st_size / 1e6, 1) if path is not None else None,
             }
         )
@@ -356,8 +361,18 @@ def main() -> None:
         (args.work / "site").rename(before)
     (args.work / "site.duckdb").unlink(missing_ok=True)  # every measurement starts cold
     cold = _build(args, "cold")
-    if args.baseline:  # the same runs, the same seed: the published data should not change
-        print(json.dumps({"site_data_vs_baseline": compare_sites(before, args.work / "site")}), flush=True)
+    if args.baseline:  # the same runs, the same seed: the published data should not change. In a child:
+        # the comparison holds both sites' data, and a child forked from a large process reports that
+        # process's peak as its own ``ru_maxrss`` (Linux keeps it across exec)
+        code = (
+            "import json, sys; from pathlib import Path; from benchmarks.leaderboard import compare_sites; "
+            "print(json.dumps(compare_sites(Path(sys.argv[1]), Path(sys.argv[2]))))"
+        )
+        found = subprocess.run(
+            [sys.executable, "-c", code, str(before), str(args.work / "site")],
+            check=True, capture_output=True, text=True, cwd=REPO,
+        )  # fmt: skip
+        print(json.dumps({"site_data_vs_baseline": json.loads(found.stdout)}), flush=True)
     if extra is None:
         return
     added = args.work / "runs" / extra.name
