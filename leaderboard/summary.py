@@ -151,7 +151,6 @@ def _comparison(
 
 
 def _compare_rows(
-    family: str,
     track: str,
     mine: dict[str, TaskRun],
     theirs: dict[str, TaskRun],
@@ -365,9 +364,7 @@ def summarize(
                 if found is None:
                     mine = {s: runs[2 * i] for i, s in enumerate(shared)}
                     theirs = {s: runs[2 * i + 1] for i, s in enumerate(shared)}
-                    found = memo.put(
-                        key, _compare_rows(track.split(".")[0], track, mine, theirs, shared, resamples, seed)
-                    )
+                    found = memo.put(key, _compare_rows(track, mine, theirs, shared, resamples, seed))
                 comparisons += [who | row for row in found]
         for run in needed:
             run._values = None

@@ -4,6 +4,7 @@ the task folder and paths to shared data; and a check that the editable install 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if missing:
         shown = ", ".join(missing[:5])
         pytest.exit(f"not in the editable install: {shown}; run `make install`", returncode=4)
+
+
+#: the hand-made lm-eval output folders the leaderboard's tests read (tests/fixtures/leaderboard)
+LEADERBOARD_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A writable copy of the hand-made leaderboard runs: two models, five tasks each (one has four)."""
+    return Path(shutil.copytree(LEADERBOARD_RUNS, tmp_path / "runs"))
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,7 @@ from sycophancy_eval_kit.leaderboard.ingest import ingest
 from sycophancy_eval_kit.leaderboard.publish import publish_to_dir, verify_site
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE_RUNS = REPO / "tests" / "fixtures" / "leaderboard" / "runs"
 STAMP = "2025-01-15T10-00-00.000000"
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(FIXTURE_RUNS, tmp_path / "runs"))
 
 
 def _build(runs: Path, out: Path, *extra: str) -> int:

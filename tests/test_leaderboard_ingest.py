@@ -13,15 +13,8 @@ import pytest
 from sycophancy_eval_kit.leaderboard.ingest import IngestError, ingest
 from sycophancy_eval_kit.leaderboard.variants import VariantsError, load_variants
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 STAMP = "2025-01-15T10-00-00.000000"
 NEWER = "2025-03-01T08-30-00.000000"
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Path:
-    """A writable copy of the hand-made runs: two models, five tasks each (one has four)."""
-    return Path(shutil.copytree(FIXTURE_RUNS, tmp_path / "runs"))
 
 
 def _samples(runs: Path, model: str, task: str, stamp: str = STAMP) -> Path:

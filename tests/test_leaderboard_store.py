@@ -20,14 +20,8 @@ from sycophancy_eval_kit.leaderboard.__main__ import OUTCOMES_SQL, main
 from sycophancy_eval_kit.leaderboard.ingest import VERSION, ingest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "leaderboard" / "runs"
 STAMP = "2025-01-15T10-00-00.000000"
 AQUA = "sycophancy_ays_aqua_mc"
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(FIXTURE_RUNS, tmp_path / "runs"))
 
 
 @pytest.fixture
